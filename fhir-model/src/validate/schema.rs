@@ -1,0 +1,149 @@
+//! Validation against the vendored R4 JSON Schema, one lazily compiled validator per resource
+//! type, with schema errors turned into issues that name their element in FHIRPath style.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use jsonschema::error::ValidationErrorKind;
+use jsonschema::{Draft, Registry, ValidationError, Validator};
+use serde_json::{json, Value};
+
+use crate::resource_types::{resource_types, schema_document};
+use crate::Issue;
+
+/// The `id` the vendored schema declares; `$ref`s into it are resolved against this URI.
+const SCHEMA_ID: &str = "http://hl7.org/fhir/json-schema/4.0";
+
+/// Appends one issue per schema violation of `resource` (all of them, not just the first).
+pub(crate) fn check(resource_type: &str, resource: &Value, issues: &mut Vec<Issue>) {
+    let validator = validator(resource_type);
+    // `is_valid` short-circuits and builds no error values, so the common (valid) case stays
+    // cheap; the full error walk runs only for resources that are going to be rejected.
+    if validator.is_valid(resource) {
+        return;
+    }
+    for error in validator.iter_errors(resource) {
+        push_issues(resource_type, &error, issues);
+    }
+}
+
+/// The validator for `#/definitions/<resource_type>`. The root schema is a `oneOf` over all 146
+/// types; validating against the one definition the `resourceType` names avoids trying them
+/// all. Each validator is compiled on first use, exactly once even under concurrent callers,
+/// since `OnceLock::get_or_init` blocks the others while one compiles.
+fn validator(resource_type: &str) -> &'static Validator {
+    static VALIDATORS: OnceLock<HashMap<&'static str, OnceLock<Validator>>> = OnceLock::new();
+    let validators =
+        VALIDATORS.get_or_init(|| resource_types().iter().map(|t| (t.as_str(), OnceLock::new())).collect());
+    let cell = validators
+        .get(resource_type)
+        .unwrap_or_else(|| panic!("validator requested for unknown resource type {resource_type}"));
+    cell.get_or_init(|| compile(resource_type))
+}
+
+/// The whole vendored schema, registered once under its id so that every per-type validator
+/// resolves its `$ref`s against the same parsed document instead of re-reading it.
+fn registry() -> &'static Registry<'static> {
+    static REGISTRY: OnceLock<Registry<'static>> = OnceLock::new();
+    REGISTRY.get_or_init(|| {
+        Registry::new()
+            .draft(Draft::Draft6)
+            .add(SCHEMA_ID, schema_document())
+            .and_then(|builder| builder.prepare())
+            .expect("the vendored fhir.schema.json can be registered")
+    })
+}
+
+fn compile(resource_type: &str) -> Validator {
+    let root = json!({ "$ref": format!("{SCHEMA_ID}#/definitions/{resource_type}") });
+    // The vendored schema is tested to compile for every resource type (see the tests of this
+    // crate), so a failure here is a broken build artefact, not a bad request.
+    jsonschema::options()
+        .with_draft(Draft::Draft6)
+        .with_registry(registry())
+        .build(&root)
+        .unwrap_or_else(|e| panic!("the vendored schema for {resource_type} does not compile: {e}"))
+}
+
+fn push_issues(resource_type: &str, error: &ValidationError<'_>, issues: &mut Vec<Issue>) {
+    let path = fhirpath(resource_type, error.instance_path().as_str());
+    match error.kind() {
+        // One issue per unknown member, located at the member itself rather than its parent.
+        ValidationErrorKind::AdditionalProperties { unexpected } => {
+            for name in unexpected {
+                issues.push(Issue::error(format!("{path}.{name}"), "json-schema", format!("unknown element '{name}'")));
+            }
+        }
+        // `contained` and `Bundle.entry.resource` are a `oneOf` over every resource type. The
+        // branch whose `resourceType` matched carries the real problems; the others only say
+        // "wrong resourceType". Report that one branch rather than the whole union.
+        ValidationErrorKind::OneOfNotValid { context } | ValidationErrorKind::AnyOf { context } => {
+            match matching_branch(context) {
+                Some(branch) => {
+                    for inner in branch {
+                        push_issues(resource_type, inner, issues);
+                    }
+                }
+                None => issues.push(Issue::error(path, "json-schema", "value matches none of the allowed types")),
+            }
+        }
+        _ => issues.push(Issue::error(path, "json-schema", super::truncate(&lowercase_first(error.to_string())))),
+    }
+}
+
+/// The one branch of a failed `oneOf` whose errors do not include a mismatched `resourceType`.
+fn matching_branch<'a, 'e>(context: &'a [Vec<ValidationError<'e>>]) -> Option<&'a [ValidationError<'e>]> {
+    let mut candidates = context.iter().filter(|branch| {
+        !branch.iter().any(|e| {
+            matches!(e.kind(), ValidationErrorKind::Constant { .. })
+                && e.instance_path().as_str().ends_with("/resourceType")
+        })
+    });
+    let first = candidates.next()?;
+    if candidates.next().is_some() {
+        return None;
+    }
+    Some(first.as_slice())
+}
+
+fn lowercase_first(message: String) -> String {
+    let mut chars = message.chars();
+    match chars.next() {
+        Some(c) if c.is_uppercase() => c.to_lowercase().chain(chars).collect(),
+        _ => message,
+    }
+}
+
+/// Converts a JSON pointer into a FHIRPath-style expression rooted at the resource type:
+/// `/component/0/code` → `Observation.component[0].code`. FHIR element names are never
+/// numeric, so an all-digit segment is always an array index.
+pub(crate) fn fhirpath(resource_type: &str, pointer: &str) -> String {
+    let mut out = String::with_capacity(resource_type.len() + pointer.len() + 8);
+    out.push_str(resource_type);
+    for segment in pointer.split('/').skip(1) {
+        if !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_digit()) {
+            out.push('[');
+            out.push_str(segment);
+            out.push(']');
+        } else {
+            out.push('.');
+            // JSON pointer escapes: `~1` is `/`, `~0` is `~` (in that order, per RFC 6901).
+            out.push_str(&segment.replace("~1", "/").replace("~0", "~"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fhirpath;
+
+    #[test]
+    fn pointers_become_fhirpath() {
+        assert_eq!(fhirpath("Observation", ""), "Observation");
+        assert_eq!(fhirpath("Observation", "/valueQuantity/value"), "Observation.valueQuantity.value");
+        assert_eq!(fhirpath("Observation", "/component/0/code"), "Observation.component[0].code");
+        assert_eq!(fhirpath("Patient", "/name/1/given/0"), "Patient.name[1].given[0]");
+        assert_eq!(fhirpath("Patient", "/a~1b/c~0d"), "Patient.a/b.c~d");
+    }
+}

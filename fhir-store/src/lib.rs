@@ -1,0 +1,17 @@
+//! Storage of FHIR resources behind the `ResourceStore` trait: versions, history, search over
+//! extracted index values, atomic multi-resource writes and the ordered change feed.
+//! Knows nothing of HTTP.
+
+mod error;
+mod model;
+mod sqlite;
+mod store;
+pub mod test_suite;
+
+pub use error::{StoreError, StoreErrorKind};
+pub use model::{
+    Change, ChangeKind, HistoryEntry, HistoryPage, HistoryRequest, HistoryScope, SearchPage,
+    StoredResource, WriteOp, WriteOutcome,
+};
+pub use sqlite::{SqliteStore, SqliteStoreOptions};
+pub use store::ResourceStore;

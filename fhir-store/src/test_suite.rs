@@ -1,0 +1,947 @@
+//! The storage test suite every `ResourceStore` backend runs, so all backends keep one contract.
+//!
+//! Each case is a public async function taking a fresh, empty store. A backend's test file
+//! instantiates every case as its own `#[tokio::test]` with [`store_test_suite!`], passing an
+//! async function that returns the store plus a guard kept alive for the test (a temporary
+//! directory, a database to drop):
+//!
+//! ```ignore
+//! async fn fresh() -> (Arc<dyn ResourceStore>, tempfile::TempDir) { ... }
+//! fhir_store::store_test_suite!(fresh);
+//! ```
+//!
+//! Queries are built as `SearchQuery` values directly rather than parsed, so a failure here
+//! points at the store and not at the parser. The cases rely on the standard R4 search
+//! parameters `Patient.family`, `Patient.name`, `Patient.identifier`, `Observation.code`,
+//! `Observation.date` (effective[x]), `Observation.subject` and the common `_id`, as
+//! extracted by `fhir_model::extract_index`.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use fhir_model::{DatePrefix, Filter, Predicate, SearchQuery, TokenSystem};
+use serde_json::{json, Value};
+use time::OffsetDateTime;
+
+use crate::{
+    ChangeKind, HistoryEntry, HistoryPage, HistoryRequest, HistoryScope, ResourceStore, StoreErrorKind,
+    StoredResource, WriteOp, WriteOutcome,
+};
+
+/// The store under test, shared with the tasks of the concurrency cases.
+pub type Store = Arc<dyn ResourceStore>;
+
+/// Instantiates every case of the suite as a `#[tokio::test]` in the calling test file.
+/// `$fresh` is an async function returning `(Arc<dyn ResourceStore>, guard)`.
+#[macro_export]
+macro_rules! store_test_suite {
+    ($fresh:path) => {
+        $crate::store_test_suite!(@cases $fresh;
+            create_read_vread,
+            create_keeps_other_meta,
+            create_existing_id_fails,
+            version_conflict,
+            update_as_create,
+            delete_tombstone_vread_and_recreate,
+            history_order_and_paging,
+            history_since,
+            write_outcomes_in_op_order,
+            transaction_atomicity_stale_version,
+            transaction_atomicity_duplicate_create,
+            failing_request_does_not_affect_concurrent_ones,
+            change_feed_order_and_kinds,
+            change_feed_concurrent_writers,
+            concurrent_updaters_no_lost_update,
+            conditional_create,
+            search_string,
+            search_token,
+            search_date,
+            search_reference,
+            search_and_or,
+            search_follows_updates_and_deletes,
+            search_paging_stable_under_concurrent_creates,
+            search_system_level,
+            search_rejects_malformed_cursor,
+            checkpoints,
+        );
+    };
+    (@cases $fresh:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                let (store, guard) = $fresh().await;
+                $crate::test_suite::$case(store).await;
+                // The store goes first (moved into the case); the guard outlives it.
+                drop(guard);
+            }
+        )*
+    };
+}
+
+// ----- fixtures -------------------------------------------------------------------------------
+
+fn patient(family: &str, given: &str) -> Value {
+    json!({"resourceType": "Patient", "name": [{"family": family, "given": [given]}]})
+}
+
+fn patient_with_identifier(family: &str, system: &str, value: &str) -> Value {
+    json!({
+        "resourceType": "Patient",
+        "identifier": [{"system": system, "value": value}],
+        "name": [{"family": family}]
+    })
+}
+
+fn observation(system: &str, code: &str, effective: &str, subject: &str) -> Value {
+    json!({
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"coding": [{"system": system, "code": code}]},
+        "subject": {"reference": subject},
+        "effectiveDateTime": effective
+    })
+}
+
+const LOINC: &str = "http://loinc.org";
+
+fn create(resource_type: &str, id: &str, body: Value) -> WriteOp {
+    WriteOp::Create { resource_type: resource_type.into(), id: id.into(), body, if_none_exist: None }
+}
+
+fn update(resource_type: &str, id: &str, body: Value, expected_version: Option<u64>) -> WriteOp {
+    WriteOp::Update { resource_type: resource_type.into(), id: id.into(), body, expected_version }
+}
+
+fn query(resource_type: &str, filters: Vec<Filter>) -> SearchQuery {
+    let mut query = SearchQuery::all(Some(resource_type));
+    query.filters = filters;
+    query
+}
+
+fn filter(param: &str, any_of: Vec<Predicate>) -> Filter {
+    Filter { param: param.into(), any_of }
+}
+
+/// Default string search: the prefix is given already normalised (lowercase ASCII).
+fn starts(prefix: &str) -> Predicate {
+    Predicate::StringStartsWith(prefix.into())
+}
+
+fn token(system: TokenSystem, code: Option<&str>) -> Predicate {
+    Predicate::Token { system, code: code.map(str::to_string) }
+}
+
+fn id_is(id: &str) -> Predicate {
+    token(TokenSystem::Any, Some(id))
+}
+
+/// A date predicate over one whole UTC day.
+fn day(prefix: DatePrefix, year: i32, month: u8, date: u8) -> Predicate {
+    let month = time::Month::try_from(month).expect("valid month");
+    let start = time::Date::from_calendar_date(year, month, date).expect("valid date").midnight().assume_utc();
+    let lo = (start.unix_timestamp_nanos() / 1_000_000) as i64;
+    Predicate::Date { prefix, lo, hi: lo + 86_400_000 }
+}
+
+fn reference(target_type: Option<&str>, target_id: &str) -> Predicate {
+    Predicate::Reference { target_type: target_type.map(str::to_string), target_id: target_id.into() }
+}
+
+fn json_body(resource: &StoredResource) -> Value {
+    let bytes = resource.body.as_deref().expect("a live version has a body");
+    serde_json::from_slice(bytes).expect("stored body is json")
+}
+
+fn created(outcome: &WriteOutcome) -> &StoredResource {
+    match outcome {
+        WriteOutcome::Created(resource) => resource,
+        other => panic!("expected Created, got {other:?}"),
+    }
+}
+
+/// Every id matching `query`, following cursors with small pages; checks each page's total.
+async fn search_ids(store: &Store, mut query: SearchQuery) -> Vec<String> {
+    query.count = 2;
+    let mut ids = Vec::new();
+    let mut pages = 0;
+    loop {
+        let page = store.search(&query).await.expect("search");
+        pages += 1;
+        assert!(page.resources.len() <= 2, "page larger than count");
+        assert!(page.resources.iter().all(|r| !r.deleted && r.body.is_some()), "search returned a tombstone");
+        ids.extend(page.resources.iter().map(|r| format!("{}/{}", r.resource_type, r.id)));
+        match page.next_cursor {
+            Some(cursor) => query.cursor = Some(cursor),
+            None => {
+                assert_eq!(page.total as usize, ids.len(), "total disagrees with the pages");
+                break;
+            }
+        }
+        assert!(pages < 1000, "search paging does not end");
+    }
+    ids
+}
+
+fn refs(resource_type: &str, ids: &[&str]) -> Vec<String> {
+    ids.iter().map(|id| format!("{resource_type}/{id}")).collect()
+}
+
+/// Every entry of a history, following cursors; checks order, totals and uniqueness.
+async fn full_history(store: &Store, scope: HistoryScope, count: usize, since: Option<OffsetDateTime>) -> Vec<HistoryEntry> {
+    let mut request = HistoryRequest { scope, since, count, before_seq: None };
+    let mut entries: Vec<HistoryEntry> = Vec::new();
+    let mut total = None;
+    loop {
+        let HistoryPage { entries: page, next_cursor, total: page_total } = store.history(&request).await.expect("history");
+        assert!(page.len() <= count, "history page larger than count");
+        assert_eq!(*total.get_or_insert(page_total), page_total, "history total changed between pages");
+        entries.extend(page);
+        match next_cursor {
+            Some(cursor) => request.before_seq = Some(cursor),
+            None => break,
+        }
+    }
+    let seqs: Vec<u64> = entries.iter().map(|e| e.resource.seq).collect();
+    assert!(seqs.windows(2).all(|w| w[0] > w[1]), "history not newest first or repeated: {seqs:?}");
+    assert_eq!(total.unwrap_or(0) as usize, entries.len(), "history total disagrees with the pages");
+    entries
+}
+
+// ----- basic reads and writes -----------------------------------------------------------------
+
+/// Create sets id and meta; read and vread return exactly what the write returned.
+pub async fn create_read_vread(store: Store) {
+    let stored = store.create("Patient", "p1", patient("Smith", "John")).await.expect("create");
+    assert_eq!((stored.resource_type.as_str(), stored.id.as_str()), ("Patient", "p1"));
+    assert_eq!(stored.version, 1);
+    assert!(!stored.deleted);
+    assert!(stored.seq > 0);
+    assert_eq!(stored.last_updated.nanosecond() % 1_000_000, 0, "last_updated has millisecond precision");
+    let body = json_body(&stored);
+    assert_eq!(body["id"], "p1");
+    assert_eq!(body["resourceType"], "Patient");
+    assert_eq!(body["meta"]["versionId"], "1");
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    assert_eq!(body["meta"]["lastUpdated"], stored.last_updated.format(format).expect("format"));
+    assert_eq!(body["name"][0]["family"], "Smith");
+
+    assert_eq!(store.read("Patient", "p1").await.expect("read"), Some(stored.clone()));
+    assert_eq!(store.vread("Patient", "p1", 1).await.expect("vread"), Some(stored.clone()));
+    assert_eq!(store.vread("Patient", "p1", 2).await.expect("vread"), None);
+    assert_eq!(store.read("Patient", "nope").await.expect("read"), None);
+    assert_eq!(store.read("Observation", "p1").await.expect("read"), None);
+
+    let second = store.update("Patient", "p1", patient("Smith", "Johnny"), None).await.expect("update");
+    assert_eq!(second.version, 2);
+    assert!(second.seq > stored.seq);
+    assert!(second.last_updated >= stored.last_updated);
+    assert_eq!(json_body(&second)["meta"]["versionId"], "2");
+    assert_eq!(store.vread("Patient", "p1", 1).await.expect("vread"), Some(stored));
+    assert_eq!(store.read("Patient", "p1").await.expect("read"), Some(second));
+}
+
+/// The store overwrites id, versionId and lastUpdated but keeps the rest of meta.
+pub async fn create_keeps_other_meta(store: Store) {
+    let mut body = patient("Meta", "Mia");
+    body["id"] = json!("client-chosen");
+    body["meta"] = json!({
+        "versionId": "77",
+        "profile": ["http://example.org/StructureDefinition/p"],
+        "tag": [{"system": "http://example.org/tags", "code": "vip"}]
+    });
+    let stored = store.create("Patient", "m1", body).await.expect("create");
+    let body = json_body(&stored);
+    assert_eq!(body["id"], "m1");
+    assert_eq!(body["meta"]["versionId"], "1");
+    assert_eq!(body["meta"]["profile"][0], "http://example.org/StructureDefinition/p");
+    assert_eq!(body["meta"]["tag"][0]["code"], "vip");
+    assert!(body["meta"]["lastUpdated"].is_string());
+}
+
+pub async fn create_existing_id_fails(store: Store) {
+    let first = store.create("Patient", "dup", patient("First", "Fay")).await.expect("create");
+    let error = store.create("Patient", "dup", patient("Second", "Sam")).await.expect_err("duplicate create");
+    assert_eq!(error.kind(), StoreErrorKind::AlreadyExists);
+    assert_eq!(store.read("Patient", "dup").await.expect("read"), Some(first));
+    // The same id under another type is another resource.
+    store.create("Observation", "dup", observation(LOINC, "1-1", "2020-01-01T00:00:00Z", "Patient/dup")).await.expect("create");
+}
+
+/// A stale `expected_version` fails with VersionConflict and changes nothing.
+pub async fn version_conflict(store: Store) {
+    store.create("Patient", "vc", patient("Conflict", "Cy")).await.expect("create");
+    let v2 = store.update("Patient", "vc", patient("Conflict", "Cyd"), Some(1)).await.expect("update at v1");
+    assert_eq!(v2.version, 2);
+    let last_seq = store.last_seq().await.expect("last seq");
+
+    let error = store.update("Patient", "vc", patient("Stale", "Sy"), Some(1)).await.expect_err("stale update");
+    assert_eq!(error.kind(), StoreErrorKind::VersionConflict);
+    match error {
+        crate::StoreError::VersionConflict { expected, current, .. } => assert_eq!((expected, current), (1, Some(2))),
+        other => panic!("unexpected error {other:?}"),
+    }
+    let error = store.delete("Patient", "vc", Some(3)).await.expect_err("stale delete");
+    assert_eq!(error.kind(), StoreErrorKind::VersionConflict);
+    let error = store.update("Patient", "absent", patient("A", "B"), Some(1)).await.expect_err("update of absent at v1");
+    assert_eq!(error.kind(), StoreErrorKind::VersionConflict);
+
+    assert_eq!(store.read("Patient", "vc").await.expect("read"), Some(v2));
+    assert_eq!(store.read("Patient", "absent").await.expect("read"), None);
+    assert_eq!(store.last_seq().await.expect("last seq"), last_seq);
+}
+
+/// Update of an absent resource creates it (version 1, kind Create).
+pub async fn update_as_create(store: Store) {
+    let outcome = store.write(vec![update("Patient", "u1", patient("Upsert", "Una"), None)]).await.expect("write");
+    let stored = created(&outcome[0]).clone();
+    assert_eq!(stored.version, 1);
+    let next = store.write(vec![update("Patient", "u1", patient("Upsert", "Ulla"), Some(1))]).await.expect("write");
+    match &next[0] {
+        WriteOutcome::Updated(resource) => assert_eq!(resource.version, 2),
+        other => panic!("expected Updated, got {other:?}"),
+    }
+    let history = full_history(&store, HistoryScope::Instance { resource_type: "Patient".into(), id: "u1".into() }, 10, None).await;
+    let kinds: Vec<ChangeKind> = history.iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, vec![ChangeKind::Update, ChangeKind::Create]);
+}
+
+/// Delete writes a tombstone; old versions stay readable; a re-create continues the numbering.
+pub async fn delete_tombstone_vread_and_recreate(store: Store) {
+    store.create("Patient", "d1", patient("Doomed", "Dan")).await.expect("create");
+    let v2 = store.update("Patient", "d1", patient("Doomed", "Danny"), None).await.expect("update");
+    let tombstone = store.delete("Patient", "d1", Some(2)).await.expect("delete").expect("a tombstone");
+    assert_eq!(tombstone.version, 3);
+    assert!(tombstone.deleted);
+    assert_eq!(tombstone.body, None);
+
+    let current = store.read("Patient", "d1").await.expect("read").expect("tombstone is current");
+    assert_eq!(current, tombstone);
+    assert_eq!(store.vread("Patient", "d1", 3).await.expect("vread"), Some(tombstone.clone()));
+    assert_eq!(store.vread("Patient", "d1", 2).await.expect("vread"), Some(v2));
+    assert!(search_ids(&store, query("Patient", vec![filter("family", vec![starts("doomed")])])).await.is_empty());
+
+    // Deleting again, or deleting what never existed, writes nothing.
+    let last_seq = store.last_seq().await.expect("last seq");
+    assert_eq!(store.write(vec![WriteOp::Delete { resource_type: "Patient".into(), id: "d1".into(), expected_version: None }]).await.expect("delete"), vec![WriteOutcome::Deleted(None)]);
+    assert_eq!(store.delete("Patient", "never", None).await.expect("delete"), None);
+    assert_eq!(store.last_seq().await.expect("last seq"), last_seq);
+
+    let outcome = store.write(vec![update("Patient", "d1", patient("Reborn", "Dana"), None)]).await.expect("recreate");
+    let reborn = created(&outcome[0]).clone();
+    assert_eq!(reborn.version, 4);
+    assert_eq!(json_body(&reborn)["meta"]["versionId"], "4");
+    assert_eq!(search_ids(&store, query("Patient", vec![filter("family", vec![starts("reborn")])])).await, refs("Patient", &["d1"]));
+
+    // A plain create over a tombstone is allowed too and also continues the numbering.
+    store.create("Patient", "d2", patient("Twice", "Tia")).await.expect("create");
+    store.delete("Patient", "d2", None).await.expect("delete");
+    assert_eq!(store.create("Patient", "d2", patient("Twice", "Tia")).await.expect("create over tombstone").version, 3);
+
+    let history = full_history(&store, HistoryScope::Instance { resource_type: "Patient".into(), id: "d1".into() }, 10, None).await;
+    let summary: Vec<(u64, ChangeKind, bool)> = history.iter().map(|e| (e.resource.version, e.kind, e.resource.deleted)).collect();
+    assert_eq!(
+        summary,
+        vec![
+            (4, ChangeKind::Create, false),
+            (3, ChangeKind::Delete, true),
+            (2, ChangeKind::Update, false),
+            (1, ChangeKind::Create, false),
+        ]
+    );
+}
+
+// ----- history ---------------------------------------------------------------------------------
+
+/// Instance, type and system history: newest first, paged without repeats or gaps, totals right.
+pub async fn history_order_and_paging(store: Store) {
+    let mut written: Vec<StoredResource> = Vec::new();
+    for i in 0..4 {
+        written.push(store.create("Patient", &format!("h{i}"), patient("History", "Hal")).await.expect("create"));
+    }
+    for round in 0..3 {
+        written.push(store.update("Patient", "h1", patient("History", &format!("Hal{round}")), None).await.expect("update"));
+        written.push(
+            store
+                .create("Observation", &format!("ho{round}"), observation(LOINC, "1-1", "2020-01-01T00:00:00Z", "Patient/h1"))
+                .await
+                .expect("create"),
+        );
+    }
+    written.push(store.delete("Patient", "h2", None).await.expect("delete").expect("tombstone"));
+
+    let expect = |keep: &dyn Fn(&StoredResource) -> bool| -> Vec<u64> {
+        let mut seqs: Vec<u64> = written.iter().filter(|r| keep(r)).map(|r| r.seq).collect();
+        seqs.sort_unstable_by(|a, b| b.cmp(a));
+        seqs
+    };
+    for count in [1, 2, 3, 50] {
+        let instance = full_history(&store, HistoryScope::Instance { resource_type: "Patient".into(), id: "h1".into() }, count, None).await;
+        assert_eq!(instance.iter().map(|e| e.resource.seq).collect::<Vec<_>>(), expect(&|r| r.resource_type == "Patient" && r.id == "h1"));
+        let versions: Vec<u64> = instance.iter().map(|e| e.resource.version).collect();
+        assert_eq!(versions, vec![4, 3, 2, 1]);
+
+        let of_type = full_history(&store, HistoryScope::Type("Patient".into()), count, None).await;
+        assert_eq!(of_type.iter().map(|e| e.resource.seq).collect::<Vec<_>>(), expect(&|r| r.resource_type == "Patient"));
+
+        let system = full_history(&store, HistoryScope::System, count, None).await;
+        assert_eq!(system.iter().map(|e| e.resource.seq).collect::<Vec<_>>(), expect(&|_| true));
+        // Every entry is exactly the version that was written.
+        let by_seq: BTreeMap<u64, &StoredResource> = written.iter().map(|r| (r.seq, r)).collect();
+        for entry in &system {
+            assert_eq!(Some(&&entry.resource), by_seq.get(&entry.resource.seq));
+        }
+    }
+    let empty = store
+        .history(&HistoryRequest { scope: HistoryScope::Type("Encounter".into()), since: None, count: 10, before_seq: None })
+        .await
+        .expect("history");
+    assert_eq!((empty.entries.len(), empty.next_cursor, empty.total), (0, None, 0));
+}
+
+/// `since` keeps the versions written at or after that instant.
+pub async fn history_since(store: Store) {
+    let mut written = Vec::new();
+    for i in 0..3 {
+        written.push(store.create("Patient", &format!("s{i}"), patient("Since", "Sid")).await.expect("create"));
+        // Distinct milliseconds, so `since` falls between writes.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for i in 0..3 {
+        written.push(store.update("Patient", &format!("s{i}"), patient("Since", "Sue"), None).await.expect("update"));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for pivot in [1, 3, 5] {
+        let since = written[pivot].last_updated;
+        let expected: Vec<u64> = written.iter().rev().filter(|r| r.last_updated >= since).map(|r| r.seq).collect();
+        for scope in [HistoryScope::System, HistoryScope::Type("Patient".into())] {
+            let entries = full_history(&store, scope, 2, Some(since)).await;
+            assert_eq!(entries.iter().map(|e| e.resource.seq).collect::<Vec<_>>(), expected);
+        }
+        let instance = full_history(&store, HistoryScope::Instance { resource_type: "Patient".into(), id: "s2".into() }, 2, Some(since)).await;
+        assert!(instance.iter().all(|e| e.resource.last_updated >= since && e.resource.id == "s2"));
+    }
+    let future = written[5].last_updated + time::Duration::hours(1);
+    assert!(full_history(&store, HistoryScope::System, 5, Some(future)).await.is_empty());
+}
+
+// ----- atomic writes ---------------------------------------------------------------------------
+
+/// A multi-op write returns one outcome per op, in op order, with consecutive seqs.
+pub async fn write_outcomes_in_op_order(store: Store) {
+    store.create("Patient", "w0", patient("Order", "Olga")).await.expect("create");
+    let outcomes = store
+        .write(vec![
+            create("Patient", "w1", patient("Order", "Oscar")),
+            update("Patient", "w0", patient("Order", "Olive"), Some(1)),
+            WriteOp::Delete { resource_type: "Patient".into(), id: "w1".into(), expected_version: Some(1) },
+            WriteOp::Delete { resource_type: "Patient".into(), id: "w-none".into(), expected_version: None },
+        ])
+        .await
+        .expect("write");
+    assert_eq!(outcomes.len(), 4);
+    let first = created(&outcomes[0]);
+    let WriteOutcome::Updated(second) = &outcomes[1] else { panic!("expected Updated, got {:?}", outcomes[1]) };
+    let WriteOutcome::Deleted(Some(third)) = &outcomes[2] else { panic!("expected a tombstone, got {:?}", outcomes[2]) };
+    assert_eq!(outcomes[3], WriteOutcome::Deleted(None));
+    assert_eq!((first.id.as_str(), first.version), ("w1", 1));
+    assert_eq!((second.id.as_str(), second.version), ("w0", 2));
+    assert_eq!((third.id.as_str(), third.version), ("w1", 2));
+    assert_eq!((second.seq, third.seq), (first.seq + 1, first.seq + 2));
+    assert_eq!(store.last_seq().await.expect("last seq"), third.seq);
+}
+
+/// Everything a failed write would have touched, recorded before it.
+struct Snapshot {
+    last_seq: u64,
+    anchor: Option<StoredResource>,
+    system_history: u64,
+    anchor_history: u64,
+    anchor_search: Vec<String>,
+}
+
+async fn snapshot(store: &Store) -> Snapshot {
+    let history = |scope| HistoryRequest { scope, since: None, count: 1, before_seq: None };
+    Snapshot {
+        last_seq: store.last_seq().await.expect("last seq"),
+        anchor: store.read("Patient", "anchor").await.expect("read"),
+        system_history: store.history(&history(HistoryScope::System)).await.expect("history").total,
+        anchor_history: store
+            .history(&history(HistoryScope::Instance { resource_type: "Patient".into(), id: "anchor".into() }))
+            .await
+            .expect("history")
+            .total,
+        anchor_search: search_ids(store, query("Patient", vec![filter("family", vec![starts("anchor")])])).await,
+    }
+}
+
+async fn assert_nothing_left_behind(store: &Store, before: &Snapshot) {
+    let after = snapshot(store).await;
+    assert_eq!(after.last_seq, before.last_seq, "the change feed moved");
+    assert_eq!(after.anchor, before.anchor, "the current version changed");
+    assert_eq!(after.system_history, before.system_history, "history grew");
+    assert_eq!(after.anchor_history, before.anchor_history, "instance history grew");
+    assert_eq!(after.anchor_search, before.anchor_search, "search index changed");
+    assert!(store.changes(before.last_seq, 10).await.expect("changes").is_empty());
+    assert_eq!(store.read("Patient", "ghost").await.expect("read"), None);
+    assert_eq!(store.vread("Patient", "anchor", 2).await.expect("vread"), None);
+    assert!(search_ids(store, query("Patient", vec![filter("family", vec![starts("ghost")])])).await.is_empty());
+    assert!(search_ids(store, query("Patient", vec![filter("family", vec![starts("changed")])])).await.is_empty());
+    // The next write takes the very next seq: the rollback left no gap in the feed.
+    let next = store.create("Patient", "after", patient("After", "Abe")).await.expect("create");
+    assert_eq!(next.seq, before.last_seq + 1);
+}
+
+/// Three ops where the last one has a stale version: nothing of the write remains.
+pub async fn transaction_atomicity_stale_version(store: Store) {
+    store.create("Patient", "anchor", patient("Anchor", "Ann")).await.expect("create");
+    let before = snapshot(&store).await;
+    let error = store
+        .write(vec![
+            create("Patient", "ghost", patient("Ghost", "Gary")),
+            update("Patient", "anchor", patient("Changed", "Carl"), Some(1)),
+            // The op before made it version 2 inside this write, so 1 is stale now.
+            update("Patient", "anchor", patient("Changed", "Cleo"), Some(1)),
+        ])
+        .await
+        .expect_err("stale version");
+    assert_eq!(error.kind(), StoreErrorKind::VersionConflict);
+    assert_nothing_left_behind(&store, &before).await;
+}
+
+/// Three ops where the last one creates an existing id: nothing of the write remains.
+pub async fn transaction_atomicity_duplicate_create(store: Store) {
+    store.create("Patient", "anchor", patient("Anchor", "Ann")).await.expect("create");
+    let before = snapshot(&store).await;
+    let error = store
+        .write(vec![
+            create("Patient", "ghost", patient("Ghost", "Gary")),
+            update("Patient", "anchor", patient("Changed", "Carl"), None),
+            create("Patient", "anchor", patient("Changed", "Cleo")),
+        ])
+        .await
+        .expect_err("duplicate create");
+    assert_eq!(error.kind(), StoreErrorKind::AlreadyExists);
+    assert_nothing_left_behind(&store, &before).await;
+}
+
+/// Failing writes running alongside successful ones (and likely sharing their commit) fail
+/// alone.
+pub async fn failing_request_does_not_affect_concurrent_ones(store: Store) {
+    for i in 0..10 {
+        store.create("Patient", &format!("taken{i}"), patient("Taken", "Tom")).await.expect("create");
+    }
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let free = store.clone();
+        tasks.push(tokio::spawn(async move { free.create("Patient", &format!("free{i}"), patient("Free", "Fred")).await }));
+        let taken = store.clone();
+        tasks.push(tokio::spawn(async move { taken.create("Patient", &format!("taken{i}"), patient("Taken", "Tim")).await }));
+    }
+    let mut failures = 0;
+    for task in futures::future::join_all(tasks).await {
+        match task.expect("task") {
+            Ok(resource) => assert!(resource.id.starts_with("free")),
+            Err(error) => {
+                assert_eq!(error.kind(), StoreErrorKind::AlreadyExists);
+                failures += 1;
+            }
+        }
+    }
+    assert_eq!(failures, 10);
+    let free = search_ids(&store, query("Patient", vec![filter("family", vec![starts("free")])])).await;
+    assert_eq!(free.len(), 10);
+    let taken = search_ids(&store, query("Patient", vec![filter("name", vec![starts("tim")])])).await;
+    assert!(taken.is_empty(), "a failed create was indexed: {taken:?}");
+    let changes = store.changes(0, 100).await.expect("changes");
+    assert_eq!(changes.len(), 20);
+}
+
+// ----- change feed -----------------------------------------------------------------------------
+
+/// One change per version, oldest first, seq gap-free, kinds right, paged by `after_seq`.
+pub async fn change_feed_order_and_kinds(store: Store) {
+    assert_eq!(store.last_seq().await.expect("last seq"), 0);
+    assert!(store.changes(0, 10).await.expect("changes").is_empty());
+    let a = store.create("Patient", "c1", patient("Feed", "Fia")).await.expect("create");
+    let b = store.update("Patient", "c1", patient("Feed", "Fin"), None).await.expect("update");
+    let c = store.create("Observation", "c2", observation(LOINC, "1-1", "2020-01-01T00:00:00Z", "Patient/c1")).await.expect("create");
+    let d = store.delete("Patient", "c1", None).await.expect("delete").expect("tombstone");
+    let e = store.write(vec![update("Patient", "c1", patient("Feed", "Flo"), None)]).await.expect("recreate");
+    let e = created(&e[0]).clone();
+
+    let changes = store.changes(0, 100).await.expect("changes");
+    let expected = [(&a, ChangeKind::Create), (&b, ChangeKind::Update), (&c, ChangeKind::Create), (&d, ChangeKind::Delete), (&e, ChangeKind::Create)];
+    assert_eq!(changes.len(), expected.len());
+    for (change, (resource, kind)) in changes.iter().zip(expected) {
+        assert_eq!(change.seq, resource.seq);
+        assert_eq!(change.kind, kind);
+        assert_eq!(&change.resource, resource);
+    }
+    let seqs: Vec<u64> = changes.iter().map(|c| c.seq).collect();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "seq has gaps: {seqs:?}");
+    assert_eq!(store.last_seq().await.expect("last seq"), e.seq);
+
+    // Paging by position yields the same sequence.
+    let mut paged = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store.changes(after, 2).await.expect("changes");
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 2);
+        after = page.last().map(|c| c.seq).unwrap_or(after);
+        paged.extend(page);
+    }
+    assert_eq!(paged, changes);
+    assert!(store.changes(e.seq, 10).await.expect("changes").is_empty());
+    assert!(store.changes(0, 0).await.expect("changes").is_empty());
+}
+
+/// Many concurrent writers: every version appears exactly once, seq strictly increasing
+/// without gaps.
+pub async fn change_feed_concurrent_writers(store: Store) {
+    let mut tasks = Vec::new();
+    for writer in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut written = Vec::new();
+            for i in 0..8 {
+                let id = format!("cw{writer}-{i}");
+                written.push(store.create("Patient", &id, patient("Crowd", "Cal")).await.expect("create"));
+                if i % 2 == 0 {
+                    written.push(store.update("Patient", &id, patient("Crowd", "Cat"), Some(1)).await.expect("update"));
+                }
+            }
+            written
+        }));
+    }
+    let mut written = Vec::new();
+    for task in futures::future::join_all(tasks).await {
+        written.extend(task.expect("task"));
+    }
+    let changes = store.changes(0, 10_000).await.expect("changes");
+    assert_eq!(changes.len(), written.len());
+    let seqs: Vec<u64> = changes.iter().map(|c| c.seq).collect();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "seq not gap-free: {seqs:?}");
+    assert_eq!(store.last_seq().await.expect("last seq"), *seqs.last().expect("changes"));
+    let versions: HashSet<(String, u64)> = changes.iter().map(|c| (c.resource.id.clone(), c.resource.version)).collect();
+    assert_eq!(versions.len(), changes.len(), "a version appears twice");
+    for resource in &written {
+        let change = changes.iter().find(|c| c.seq == resource.seq).expect("every write is in the feed");
+        assert_eq!(&change.resource, resource);
+        let kind = if resource.version == 1 { ChangeKind::Create } else { ChangeKind::Update };
+        assert_eq!(change.kind, kind);
+    }
+}
+
+/// 16 tasks doing read → update(expected_version) with retries: one winner per version and no
+/// lost update.
+pub async fn concurrent_updaters_no_lost_update(store: Store) {
+    const UPDATERS: u64 = 16;
+    const INCREMENTS: u64 = 5;
+    let mut body = patient("Counter", "Cora");
+    body["multipleBirthInteger"] = json!(0);
+    store.create("Patient", "counter", body).await.expect("create");
+
+    let mut tasks = Vec::new();
+    for _ in 0..UPDATERS {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut won = Vec::new();
+            while (won.len() as u64) < INCREMENTS {
+                let current = store.read("Patient", "counter").await.expect("read").expect("exists");
+                let mut body = json_body(&current);
+                let count = body["multipleBirthInteger"].as_u64().expect("counter");
+                body["multipleBirthInteger"] = json!(count + 1);
+                match store.update("Patient", "counter", body, Some(current.version)).await {
+                    Ok(stored) => {
+                        assert_eq!(stored.version, current.version + 1);
+                        won.push(stored.version);
+                    }
+                    Err(error) => assert_eq!(error.kind(), StoreErrorKind::VersionConflict, "{error}"),
+                }
+            }
+            won
+        }));
+    }
+    let mut won: Vec<u64> = Vec::new();
+    for task in futures::future::join_all(tasks).await {
+        won.extend(task.expect("task"));
+    }
+    let total = UPDATERS * INCREMENTS;
+    won.sort_unstable();
+    assert_eq!(won, (2..=total + 1).collect::<Vec<_>>(), "each version has exactly one winner");
+
+    let last = store.read("Patient", "counter").await.expect("read").expect("exists");
+    assert_eq!(last.version, total + 1);
+    assert_eq!(json_body(&last)["multipleBirthInteger"], json!(total), "an update was lost");
+    let history = full_history(&store, HistoryScope::Instance { resource_type: "Patient".into(), id: "counter".into() }, 7, None).await;
+    let versions: Vec<u64> = history.iter().map(|e| e.resource.version).collect();
+    assert_eq!(versions, (1..=total + 1).rev().collect::<Vec<_>>());
+    for entry in &history {
+        assert_eq!(json_body(&entry.resource)["multipleBirthInteger"], json!(entry.resource.version - 1));
+    }
+}
+
+/// Conditional create: no match creates, one match returns it, several fail.
+pub async fn conditional_create(store: Store) {
+    const SYSTEM: &str = "http://example.org/mrn";
+    let condition = |value: &str| {
+        Some(query("Patient", vec![filter("identifier", vec![token(TokenSystem::Is(SYSTEM.into()), Some(value))])]))
+    };
+    let conditional = |id: &str, value: &str| WriteOp::Create {
+        resource_type: "Patient".into(),
+        id: id.into(),
+        body: patient_with_identifier("Cond", SYSTEM, value),
+        if_none_exist: condition(value),
+    };
+
+    let first = store.write(vec![conditional("k1", "111")]).await.expect("no match creates");
+    let first = created(&first[0]).clone();
+    let last_seq = store.last_seq().await.expect("last seq");
+
+    let again = store.write(vec![conditional("k2", "111")]).await.expect("one match");
+    assert_eq!(again, vec![WriteOutcome::Existing(first.clone())]);
+    assert_eq!(store.read("Patient", "k2").await.expect("read"), None);
+    assert_eq!(store.last_seq().await.expect("last seq"), last_seq, "a matched conditional create wrote");
+
+    // Inside one write, an earlier op's resource counts as a match for a later condition.
+    let batch = store.write(vec![conditional("k3", "333"), conditional("k4", "333")]).await.expect("write");
+    let k3 = created(&batch[0]).clone();
+    assert_eq!(batch[1], WriteOutcome::Existing(k3));
+
+    store.create("Patient", "k5", patient_with_identifier("Cond", SYSTEM, "111")).await.expect("plain create");
+    let last_seq = store.last_seq().await.expect("last seq");
+    let error = store.write(vec![conditional("k6", "111")]).await.expect_err("two matches");
+    assert_eq!(error.kind(), StoreErrorKind::MultipleMatches);
+    assert_eq!(store.read("Patient", "k6").await.expect("read"), None);
+    assert_eq!(store.last_seq().await.expect("last seq"), last_seq);
+}
+
+// ----- search ----------------------------------------------------------------------------------
+
+async fn seed_patients(store: &Store) {
+    for (id, family, given) in [
+        ("pa", "Smith", "John"),
+        ("pb", "Smithers", "Wayland"),
+        ("pc", "Jones", "Jessica"),
+        ("pd", "Smyth", "Jonah"),
+        ("pe", "Brown", "Smitty"),
+    ] {
+        store.create("Patient", id, patient(family, given)).await.expect("create");
+    }
+}
+
+async fn seed_observations(store: &Store) {
+    for (id, system, code, effective, subject) in [
+        ("oa", LOINC, "8867-4", "2021-03-15T10:00:00Z", "Patient/pa"),
+        ("ob", LOINC, "8867-4", "2021-03-20T10:00:00Z", "Patient/pb"),
+        ("oc", LOINC, "9279-1", "2021-03-15T23:30:00Z", "Patient/pa"),
+        ("od", "http://snomed.info/sct", "8867-4", "2022-01-01T00:00:00Z", "Patient/pc"),
+        ("oe", LOINC, "2708-6", "2020-12-31T12:00:00Z", "Group/pa"),
+    ] {
+        store.create("Observation", id, observation(system, code, effective, subject)).await.expect("create");
+    }
+}
+
+pub async fn search_string(store: Store) {
+    seed_patients(&store).await;
+    let family = |predicates| query("Patient", vec![filter("family", predicates)]);
+    assert_eq!(search_ids(&store, family(vec![starts("smi")])).await, refs("Patient", &["pa", "pb"]));
+    assert_eq!(search_ids(&store, family(vec![starts("smith")])).await, refs("Patient", &["pa", "pb"]));
+    assert_eq!(search_ids(&store, family(vec![starts("smithers")])).await, refs("Patient", &["pb"]));
+    assert!(search_ids(&store, family(vec![starts("smithersons")])).await.is_empty());
+    assert_eq!(search_ids(&store, family(vec![Predicate::StringExact("Smith".into())])).await, refs("Patient", &["pa"]));
+    assert!(search_ids(&store, family(vec![Predicate::StringExact("smith".into())])).await.is_empty());
+    // `name` covers given names too.
+    let name = query("Patient", vec![filter("name", vec![starts("smi")])]);
+    assert_eq!(search_ids(&store, name).await, refs("Patient", &["pa", "pb", "pe"]));
+    // The same values under another type do not match.
+    store.create("Observation", "ox", observation(LOINC, "smith", "2020-01-01T00:00:00Z", "Patient/pa")).await.expect("create");
+    assert!(search_ids(&store, query("Observation", vec![filter("family", vec![starts("smi")])])).await.is_empty());
+    // No filters: every live resource of the type, in id order.
+    assert_eq!(search_ids(&store, SearchQuery::all(Some("Patient"))).await, refs("Patient", &["pa", "pb", "pc", "pd", "pe"]));
+}
+
+pub async fn search_token(store: Store) {
+    seed_observations(&store).await;
+    let code = |predicates| query("Observation", vec![filter("code", predicates)]);
+    let loinc = || TokenSystem::Is(LOINC.into());
+    assert_eq!(search_ids(&store, code(vec![token(TokenSystem::Any, Some("8867-4"))])).await, refs("Observation", &["oa", "ob", "od"]));
+    assert_eq!(search_ids(&store, code(vec![token(loinc(), Some("8867-4"))])).await, refs("Observation", &["oa", "ob"]));
+    assert_eq!(search_ids(&store, code(vec![token(loinc(), None)])).await, refs("Observation", &["oa", "ob", "oc", "oe"]));
+    assert!(search_ids(&store, code(vec![token(TokenSystem::None, Some("8867-4"))])).await.is_empty());
+    assert!(search_ids(&store, code(vec![token(loinc(), Some("0000-0"))])).await.is_empty());
+    assert_eq!(search_ids(&store, query("Observation", vec![filter("_id", vec![id_is("oc")])])).await, refs("Observation", &["oc"]));
+
+    let mut body = json!({"resourceType": "Observation", "status": "final", "code": {"coding": [{"code": "local-1"}]}});
+    body["effectiveDateTime"] = json!("2021-01-01T00:00:00Z");
+    store.create("Observation", "of", body).await.expect("create");
+    assert_eq!(search_ids(&store, code(vec![token(TokenSystem::None, Some("local-1"))])).await, refs("Observation", &["of"]));
+    assert_eq!(search_ids(&store, code(vec![token(TokenSystem::Any, Some("local-1"))])).await, refs("Observation", &["of"]));
+}
+
+pub async fn search_date(store: Store) {
+    seed_observations(&store).await;
+    let date = |predicate| query("Observation", vec![filter("date", vec![predicate])]);
+    let cases = [
+        (day(DatePrefix::Eq, 2021, 3, 15), vec!["oa", "oc"]),
+        (day(DatePrefix::Ne, 2021, 3, 15), vec!["ob", "od", "oe"]),
+        (day(DatePrefix::Lt, 2021, 3, 16), vec!["oa", "oc", "oe"]),
+        (day(DatePrefix::Gt, 2021, 3, 15), vec!["ob", "od"]),
+        (day(DatePrefix::Ge, 2021, 3, 20), vec!["ob", "od"]),
+        (day(DatePrefix::Le, 2021, 3, 15), vec!["oa", "oc", "oe"]),
+        (day(DatePrefix::Sa, 2021, 3, 15), vec!["ob", "od"]),
+        (day(DatePrefix::Eb, 2021, 3, 15), vec!["oe"]),
+        (day(DatePrefix::Ap, 2021, 3, 20), vec!["ob"]),
+    ];
+    for (predicate, expected) in cases {
+        let found = search_ids(&store, date(predicate.clone())).await;
+        assert_eq!(found, refs("Observation", &expected), "date search {predicate:?}");
+    }
+}
+
+pub async fn search_reference(store: Store) {
+    seed_observations(&store).await;
+    let subject = |predicates| query("Observation", vec![filter("subject", predicates)]);
+    assert_eq!(search_ids(&store, subject(vec![reference(Some("Patient"), "pa")])).await, refs("Observation", &["oa", "oc"]));
+    assert_eq!(search_ids(&store, subject(vec![reference(None, "pa")])).await, refs("Observation", &["oa", "oc", "oe"]));
+    assert_eq!(search_ids(&store, subject(vec![reference(Some("Group"), "pa")])).await, refs("Observation", &["oe"]));
+    assert!(search_ids(&store, subject(vec![reference(Some("Patient"), "nobody")])).await.is_empty());
+}
+
+/// Comma-separated values are OR, repeated parameters are AND.
+pub async fn search_and_or(store: Store) {
+    seed_patients(&store).await;
+    seed_observations(&store).await;
+    let or = query("Patient", vec![filter("family", vec![starts("jon"), starts("smy"), starts("nobody")])]);
+    assert_eq!(search_ids(&store, or).await, refs("Patient", &["pc", "pd"]));
+    let and = query("Patient", vec![filter("family", vec![starts("smi")]), filter("name", vec![starts("jo")])]);
+    assert_eq!(search_ids(&store, and).await, refs("Patient", &["pa"]));
+    let and_or = query(
+        "Observation",
+        vec![
+            filter("code", vec![token(TokenSystem::Is(LOINC.into()), Some("8867-4")), token(TokenSystem::Any, Some("9279-1"))]),
+            filter("date", vec![day(DatePrefix::Eq, 2021, 3, 15), day(DatePrefix::Eq, 2022, 1, 1)]),
+            filter("subject", vec![reference(Some("Patient"), "pa"), reference(Some("Patient"), "pc")]),
+        ],
+    );
+    assert_eq!(search_ids(&store, and_or).await, refs("Observation", &["oa", "oc"]));
+    // The same parameter twice (a date range).
+    let range = query("Observation", vec![filter("date", vec![day(DatePrefix::Ge, 2021, 3, 15)]), filter("date", vec![day(DatePrefix::Lt, 2021, 3, 20)])]);
+    assert_eq!(search_ids(&store, range).await, refs("Observation", &["oa", "oc"]));
+    let none = query("Patient", vec![filter("family", vec![starts("smi")]), filter("family", vec![starts("jon")])]);
+    assert!(search_ids(&store, none).await.is_empty());
+    let empty_or = query("Patient", vec![filter("family", Vec::new())]);
+    assert!(search_ids(&store, empty_or).await.is_empty());
+}
+
+/// The index always describes the current version only.
+pub async fn search_follows_updates_and_deletes(store: Store) {
+    store.create("Patient", "r1", patient("Before", "Bea")).await.expect("create");
+    store.create("Patient", "r2", patient("Before", "Bob")).await.expect("create");
+    store.update("Patient", "r1", patient("After", "Bea"), None).await.expect("update");
+    let family = |prefix: &str| query("Patient", vec![filter("family", vec![starts(prefix)])]);
+    assert_eq!(search_ids(&store, family("before")).await, refs("Patient", &["r2"]));
+    assert_eq!(search_ids(&store, family("after")).await, refs("Patient", &["r1"]));
+    store.delete("Patient", "r2", None).await.expect("delete");
+    assert!(search_ids(&store, family("before")).await.is_empty());
+    assert_eq!(search_ids(&store, SearchQuery::all(Some("Patient"))).await, refs("Patient", &["r1"]));
+    store.write(vec![update("Patient", "r2", patient("Again", "Bob"), None)]).await.expect("recreate");
+    assert_eq!(search_ids(&store, family("again")).await, refs("Patient", &["r2"]));
+    assert!(search_ids(&store, family("before")).await.is_empty());
+}
+
+/// Paging by cursor while other writers create matching resources: every resource that existed
+/// before paging began is returned exactly once, and nothing is returned twice.
+pub async fn search_paging_stable_under_concurrent_creates(store: Store) {
+    let mut existing = BTreeSet::new();
+    for i in 0..30 {
+        let id = format!("st{:02}", i * 2);
+        store.create("Patient", &id, patient("Stable", "Stan")).await.expect("create");
+        existing.insert(format!("Patient/{id}"));
+    }
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for i in 0..30 {
+                // Ids that sort between, before and after the existing ones.
+                let id = if i == 0 { "st".to_string() } else { format!("st{:02}x", i * 2 - 1) };
+                store.create("Patient", &id, patient("Stable", "Stu")).await.expect("create");
+                tokio::task::yield_now().await;
+            }
+            store.create("Patient", "zz-last", patient("Stable", "Stu")).await.expect("create");
+        })
+    };
+    let mut seen: Vec<String> = Vec::new();
+    let mut q = query("Patient", vec![filter("family", vec![starts("stable")])]);
+    q.count = 3;
+    loop {
+        let page = store.search(&q).await.expect("search");
+        seen.extend(page.resources.iter().map(|r| format!("Patient/{}", r.id)));
+        match page.next_cursor {
+            Some(cursor) => q.cursor = Some(cursor),
+            None => break,
+        }
+        tokio::task::yield_now().await;
+    }
+    writer.await.expect("writer");
+    let unique: BTreeSet<String> = seen.iter().cloned().collect();
+    assert_eq!(unique.len(), seen.len(), "an entry was repeated: {seen:?}");
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "pages out of order: {seen:?}");
+    let missing: Vec<&String> = existing.difference(&unique).collect();
+    assert!(missing.is_empty(), "pre-existing resources skipped: {missing:?}");
+}
+
+/// System-level search covers all types, or those in `types`, ordered by (type, id).
+pub async fn search_system_level(store: Store) {
+    seed_patients(&store).await;
+    seed_observations(&store).await;
+    store.create("Encounter", "pa", json!({"resourceType": "Encounter", "status": "finished", "class": {"code": "AMB"}})).await.expect("create");
+
+    let mut by_id = SearchQuery::all(None);
+    by_id.filters = vec![filter("_id", vec![id_is("pa"), id_is("oa")])];
+    let all = vec!["Encounter/pa".to_string(), "Observation/oa".to_string(), "Patient/pa".to_string()];
+    assert_eq!(search_ids(&store, by_id.clone()).await, all);
+    by_id.types = vec!["Patient".into(), "Encounter".into()];
+    assert_eq!(search_ids(&store, by_id.clone()).await, vec!["Encounter/pa".to_string(), "Patient/pa".to_string()]);
+    by_id.types = vec!["Observation".into()];
+    assert_eq!(search_ids(&store, by_id).await, vec!["Observation/oa".to_string()]);
+
+    let everything = search_ids(&store, SearchQuery::all(None)).await;
+    assert_eq!(everything.len(), 11);
+    assert!(everything.windows(2).all(|w| w[0] < w[1]), "not in (type, id) order: {everything:?}");
+    let mut some_types = SearchQuery::all(None);
+    some_types.types = vec!["Observation".into(), "Encounter".into()];
+    assert_eq!(search_ids(&store, some_types).await.len(), 6);
+}
+
+pub async fn search_rejects_malformed_cursor(store: Store) {
+    seed_patients(&store).await;
+    for cursor in ["not a cursor", "%%%", "zz"] {
+        let mut q = SearchQuery::all(Some("Patient"));
+        q.cursor = Some(cursor.into());
+        let error = store.search(&q).await.expect_err("malformed cursor");
+        assert_eq!(error.kind(), StoreErrorKind::InvalidQuery, "cursor {cursor:?}");
+    }
+    // A page of zero still reports the total.
+    let mut q = SearchQuery::all(Some("Patient"));
+    q.count = 0;
+    let page = store.search(&q).await.expect("search");
+    assert_eq!((page.resources.len(), page.total), (0, 5));
+}
+
+pub async fn checkpoints(store: Store) {
+    assert_eq!(store.checkpoint("projections").await.expect("checkpoint"), None);
+    store.save_checkpoint("projections", 42).await.expect("save");
+    store.save_checkpoint("backup", 7).await.expect("save");
+    assert_eq!(store.checkpoint("projections").await.expect("checkpoint"), Some(42));
+    store.save_checkpoint("projections", 43).await.expect("save");
+    assert_eq!(store.checkpoint("projections").await.expect("checkpoint"), Some(43));
+    assert_eq!(store.checkpoint("backup").await.expect("checkpoint"), Some(7));
+    store.ping().await.expect("ping");
+}

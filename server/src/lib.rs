@@ -1,0 +1,17 @@
+//! The Tessera server: settings, telemetry, the FHIR REST API and start-up wiring. The only
+//! crate that knows actix-web, and the one place where an error becomes an HTTP status.
+
+mod bundle;
+mod capability;
+mod error;
+mod fhir_http;
+mod openapi;
+mod routes;
+mod settings;
+mod startup;
+mod telemetry;
+
+pub use openapi::registered_routes;
+pub use settings::{Settings, SettingsError};
+pub use startup::{Application, StartupError};
+pub use telemetry::{init_telemetry, TelemetryGuard};

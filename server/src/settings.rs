@@ -1,0 +1,154 @@
+//! Layered settings: defaults, then an optional TOML file, then `TESSERA_*` environment
+//! variables. Unknown keys are an error that names the key.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Everything `tessera` can be configured with.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Address the FHIR REST API listens on (`TESSERA_HTTP_ADDR`).
+    pub http_addr: String,
+    /// Directory of the embedded store (`TESSERA_DATA_DIR`).
+    pub data_dir: PathBuf,
+    /// Log filter in `tracing` env-filter syntax (`TESSERA_LOG`).
+    pub log: String,
+    /// Largest request body accepted, in bytes (`TESSERA_MAX_BODY_BYTES`).
+    pub max_body_bytes: usize,
+    /// OTLP/HTTP endpoint for traces; telemetry is exported only when set
+    /// (`TESSERA_OTLP_ENDPOINT`).
+    pub otlp_endpoint: Option<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            http_addr: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("./data"),
+            log: "info".into(),
+            max_body_bytes: 16 * 1024 * 1024,
+            otlp_endpoint: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid config file {path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("unknown environment variable {0} (known: {known})", known = ENV_KEYS.join(", "))]
+    UnknownEnv(String),
+    #[error("invalid value for {key}: {message}")]
+    Value { key: String, message: String },
+}
+
+/// Environment variable suffixes after `TESSERA_` that map to settings keys.
+const ENV_KEYS: &[&str] = &["HTTP_ADDR", "DATA_DIR", "LOG", "MAX_BODY_BYTES", "OTLP_ENDPOINT"];
+
+/// `TESSERA_*` names that belong to tests and CI, not to the server.
+const ENV_RESERVED_PREFIXES: &[&str] = &["TESSERA_TEST_", "TESSERA_REQUIRE_PEERS", "TESSERA_BENCH_"];
+
+impl Settings {
+    /// Defaults, then `config_file` (TOML) if given, then the process environment.
+    pub fn load(config_file: Option<&Path>) -> Result<Settings, SettingsError> {
+        let env: BTreeMap<String, String> = std::env::vars().filter(|(k, _)| k.starts_with("TESSERA_")).collect();
+        Settings::load_from(config_file, &env)
+    }
+
+    /// As `load`, with the environment given explicitly (for tests).
+    pub fn load_from(config_file: Option<&Path>, env: &BTreeMap<String, String>) -> Result<Settings, SettingsError> {
+        let mut table = toml::Table::new();
+        if let Some(path) = config_file {
+            let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read { path: path.into(), source })?;
+            table = text
+                .parse::<toml::Table>()
+                .map_err(|e| SettingsError::File { path: path.into(), message: e.to_string() })?;
+            // Deserialise once here so an unknown key in the file is reported against the file.
+            Settings::deserialize(toml::Value::Table(table.clone()))
+                .map_err(|e| SettingsError::File { path: path.into(), message: e.to_string() })?;
+        }
+        for (name, value) in env {
+            if ENV_RESERVED_PREFIXES.iter().any(|p| name.starts_with(p)) {
+                continue;
+            }
+            let Some(suffix) = name.strip_prefix("TESSERA_").filter(|s| ENV_KEYS.contains(s)) else {
+                return Err(SettingsError::UnknownEnv(name.clone()));
+            };
+            let key = suffix.to_ascii_lowercase();
+            let parsed = match key.as_str() {
+                "max_body_bytes" => toml::Value::Integer(value.parse::<i64>().map_err(|e| SettingsError::Value {
+                    key: name.clone(),
+                    message: e.to_string(),
+                })?),
+                _ => toml::Value::String(value.clone()),
+            };
+            table.insert(key, parsed);
+        }
+        let settings = Settings::deserialize(toml::Value::Table(table))
+            .map_err(|e| SettingsError::Value { key: "settings".into(), message: e.to_string() })?;
+        settings.check()?;
+        Ok(settings)
+    }
+
+    /// Settings for a test instance: port 0 (the OS picks), the given data dir, quiet logs.
+    pub fn for_tests(data_dir: impl Into<PathBuf>) -> Settings {
+        Settings { http_addr: "127.0.0.1:0".into(), data_dir: data_dir.into(), log: "warn".into(), ..Settings::default() }
+    }
+
+    fn check(&self) -> Result<(), SettingsError> {
+        if self.http_addr.parse::<std::net::SocketAddr>().is_err() && !self.http_addr.contains(':') {
+            return Err(SettingsError::Value { key: "http_addr".into(), message: format!("{} is not host:port", self.http_addr) });
+        }
+        if self.max_body_bytes == 0 {
+            return Err(SettingsError::Value { key: "max_body_bytes".into(), message: "must be positive".into() });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn environment_overrides_file_which_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tessera.toml");
+        std::fs::write(&file, "http_addr = \"0.0.0.0:9000\"\nlog = \"debug\"\n").unwrap();
+        let s = Settings::load_from(Some(&file), &env(&[("TESSERA_LOG", "trace")])).unwrap();
+        assert_eq!(s.http_addr, "0.0.0.0:9000");
+        assert_eq!(s.log, "trace");
+        assert_eq!(s.data_dir, PathBuf::from("./data"));
+    }
+
+    #[test]
+    fn unknown_file_key_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tessera.toml");
+        std::fs::write(&file, "http_adr = \"x\"\n").unwrap();
+        let err = Settings::load_from(Some(&file), &BTreeMap::new()).unwrap_err().to_string();
+        assert!(err.contains("http_adr"), "{err}");
+    }
+
+    #[test]
+    fn unknown_env_key_is_named_but_test_variables_are_not_settings() {
+        let err = Settings::load_from(None, &env(&[("TESSERA_HTTP_ADR", "x")])).unwrap_err().to_string();
+        assert!(err.contains("TESSERA_HTTP_ADR"), "{err}");
+        assert!(Settings::load_from(None, &env(&[("TESSERA_REQUIRE_PEERS", "1")])).is_ok());
+    }
+
+    #[test]
+    fn numeric_env_value_is_checked() {
+        let err = Settings::load_from(None, &env(&[("TESSERA_MAX_BODY_BYTES", "lots")])).unwrap_err().to_string();
+        assert!(err.contains("TESSERA_MAX_BODY_BYTES"), "{err}");
+    }
+}
