@@ -51,7 +51,11 @@ def refs(node, found):
 
 
 def prune_schema(schema, types):
-    defs = schema["definitions"]
+    defs = dict(schema["definitions"])
+    # ResourceList (Bundle.entry.resource, contained, Parameters.parameter.resource) lists
+    # Medplum's own types too: restrict it to R4 so they are neither reachable nor accepted.
+    if "ResourceList" in defs:
+        defs["ResourceList"] = {"oneOf": [{"$ref": "#/definitions/" + t} for t in sorted(types)]}
     keep, todo = set(), list(types)
     while todo:
         name = todo.pop()
@@ -84,8 +88,9 @@ def main():
         with open(os.path.join(ROOT, "fhir-model/data/fhir.schema.json"), "w") as f:
             json.dump(pruned, f, separators=(",", ":"), sort_keys=False)
         corpus = os.path.join(ROOT, "conformance-tests/corpus")
-        shutil.rmtree(corpus, ignore_errors=True)
-        os.makedirs(corpus)
+        for old in glob.glob(os.path.join(corpus, "*.json")):
+            os.remove(old)
+        os.makedirs(corpus, exist_ok=True)
         names = sorted(glob.glob(os.path.join(examples, "Patient-*.json")))
         names += sorted(glob.glob(os.path.join(examples, "Observation-*.json")))
         names.append(os.path.join(examples, "Bundle-bundle-transaction.json"))
