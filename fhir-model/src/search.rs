@@ -48,13 +48,20 @@ pub enum IndexValue {
     /// `exact` is the original text (for `:exact`).
     String { normalized: String, exact: String },
     /// `system` is None when the coding/identifier has no system.
-    Token { system: Option<String>, code: String },
+    Token {
+        system: Option<String>,
+        code: String,
+    },
     /// The instant range the value covers, in epoch milliseconds UTC: `lo` inclusive,
     /// `hi` exclusive. A partial date `2013` covers the whole year.
     Date { lo: i64, hi: i64 },
     /// A reference split into type and id where it has that shape; `url` is the raw
     /// `reference` string.
-    Reference { target_type: Option<String>, target_id: String, url: String },
+    Reference {
+        target_type: Option<String>,
+        target_id: String,
+        url: String,
+    },
 }
 
 /// One index row: a parameter name and one value. A resource yields many.
@@ -102,10 +109,20 @@ pub enum Predicate {
     /// Exact, case-sensitive match on the original text (`:exact`).
     StringExact(String),
     /// `code` None means `system|` (any code in that system).
-    Token { system: TokenSystem, code: Option<String> },
-    Date { prefix: DatePrefix, lo: i64, hi: i64 },
+    Token {
+        system: TokenSystem,
+        code: Option<String>,
+    },
+    Date {
+        prefix: DatePrefix,
+        lo: i64,
+        hi: i64,
+    },
     /// `target_type` None matches any type with that id.
-    Reference { target_type: Option<String>, target_id: String },
+    Reference {
+        target_type: Option<String>,
+        target_id: String,
+    },
 }
 
 /// One search parameter in a query: matches when any predicate matches (comma = OR).

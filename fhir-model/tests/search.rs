@@ -2,8 +2,8 @@
 //! Observation JSON, and parsing of search requests into queries.
 
 use fhir_model::{
-    extract_index, parse_search, search_parameters, DatePrefix, Filter, IndexEntry, IndexValue, ModelError,
-    ParamType, Predicate, SearchQuery, TokenSystem, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE,
+    extract_index, parse_search, search_parameters, DatePrefix, Filter, IndexEntry, IndexValue,
+    ModelError, ParamType, Predicate, SearchQuery, TokenSystem, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE,
 };
 use serde_json::{json, Value};
 use time::macros::datetime;
@@ -17,15 +17,25 @@ fn ms(dt: OffsetDateTime) -> i64 {
 }
 
 fn values<'a>(entries: &'a [IndexEntry], param: &str) -> Vec<&'a IndexValue> {
-    entries.iter().filter(|e| e.param == param).map(|e| &e.value).collect()
+    entries
+        .iter()
+        .filter(|e| e.param == param)
+        .map(|e| &e.value)
+        .collect()
 }
 
 fn string(normalized: &str, exact: &str) -> IndexValue {
-    IndexValue::String { normalized: normalized.to_string(), exact: exact.to_string() }
+    IndexValue::String {
+        normalized: normalized.to_string(),
+        exact: exact.to_string(),
+    }
 }
 
 fn token(system: Option<&str>, code: &str) -> IndexValue {
-    IndexValue::Token { system: system.map(str::to_string), code: code.to_string() }
+    IndexValue::Token {
+        system: system.map(str::to_string),
+        code: code.to_string(),
+    }
 }
 
 fn reference(target_type: Option<&str>, target_id: &str, url: &str) -> IndexValue {
@@ -37,18 +47,28 @@ fn reference(target_type: Option<&str>, target_id: &str, url: &str) -> IndexValu
 }
 
 fn date(lo: OffsetDateTime, hi: OffsetDateTime) -> IndexValue {
-    IndexValue::Date { lo: ms(lo), hi: ms(hi) }
+    IndexValue::Date {
+        lo: ms(lo),
+        hi: ms(hi),
+    }
 }
 
 fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect()
 }
 
 fn parse(resource_type: &str, pairs: &[(&str, &str)]) -> SearchQuery {
     parse_search(Some(resource_type), &params(pairs), true).unwrap()
 }
 
-fn parse_err(resource_type: Option<&str>, pairs: &[(&str, &str)], strict: bool) -> Vec<fhir_model::Issue> {
+fn parse_err(
+    resource_type: Option<&str>,
+    pairs: &[(&str, &str)],
+    strict: bool,
+) -> Vec<fhir_model::Issue> {
     match parse_search(resource_type, &params(pairs), strict) {
         Err(ModelError::Search(issues)) => issues,
         other => panic!("expected a search error for {pairs:?}, got {other:?}"),
@@ -144,8 +164,13 @@ fn registry_has_the_first_cut_of_parameters_with_their_types() {
         assert_eq!(def.kind, kind, "{resource_type}.{name}");
         assert!(!def.documentation.is_empty() && !def.expression.is_empty());
     }
-    let patient = search_parameters().iter().find(|p| p.resource_type == "Observation" && p.name == "patient");
-    assert!(patient.unwrap().expression.contains("Observation.subject.where(resolve() is Patient)"));
+    let patient = search_parameters()
+        .iter()
+        .find(|p| p.resource_type == "Observation" && p.name == "patient");
+    assert!(patient
+        .unwrap()
+        .expression
+        .contains("Observation.subject.where(resolve() is Patient)"));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -156,7 +181,10 @@ fn patient_common_parameters() {
     let entries = extract_index("Patient", &patient());
     assert_eq!(values(&entries, "_id"), vec![&token(None, "pat-1")]);
     let t = ms(datetime!(2024-03-05 09:20:30.123 UTC));
-    assert_eq!(values(&entries, "_lastUpdated"), vec![&IndexValue::Date { lo: t, hi: t + 1 }]);
+    assert_eq!(
+        values(&entries, "_lastUpdated"),
+        vec![&IndexValue::Date { lo: t, hi: t + 1 }]
+    );
 }
 
 #[test]
@@ -164,16 +192,28 @@ fn patient_tokens() {
     let entries = extract_index("Patient", &patient());
     assert_eq!(
         values(&entries, "identifier"),
-        vec![&token(Some("http://hospital.example/mrn"), "MRN-0042"), &token(None, "no-system-7")]
+        vec![
+            &token(Some("http://hospital.example/mrn"), "MRN-0042"),
+            &token(None, "no-system-7")
+        ]
     );
-    assert_eq!(values(&entries, "gender"), vec![&token(Some(GENDER), "female")]);
+    assert_eq!(
+        values(&entries, "gender"),
+        vec![&token(Some(GENDER), "female")]
+    );
 }
 
 #[test]
 fn patient_strings_are_normalised_and_deduplicated() {
     let entries = extract_index("Patient", &patient());
-    assert_eq!(values(&entries, "family"), vec![&string("bronte", "Brontë")]);
-    assert_eq!(values(&entries, "given"), vec![&string("zoe", "Zoë"), &string("anne", "Anne")]);
+    assert_eq!(
+        values(&entries, "family"),
+        vec![&string("bronte", "Brontë")]
+    );
+    assert_eq!(
+        values(&entries, "given"),
+        vec![&string("zoe", "Zoë"), &string("anne", "Anne")]
+    );
     assert_eq!(
         values(&entries, "name"),
         vec![
@@ -195,11 +235,18 @@ fn patient_strings_are_normalised_and_deduplicated() {
 fn accented_name_matches_plain_prefix() {
     let entries = extract_index("Patient", &patient());
     let query = parse("Patient", &[("given", "zoe")]);
-    let Predicate::StringStartsWith(prefix) = only_predicate(&query, "given") else { panic!() };
-    assert!(values(&entries, "given").iter().any(|v| matches!(v, IndexValue::String { normalized, .. } if normalized.starts_with(&prefix))));
+    let Predicate::StringStartsWith(prefix) = only_predicate(&query, "given") else {
+        panic!()
+    };
+    assert!(values(&entries, "given").iter().any(
+        |v| matches!(v, IndexValue::String { normalized, .. } if normalized.starts_with(&prefix))
+    ));
     // The query side folds the same way.
     let query = parse("Patient", &[("given", "ZOË")]);
-    assert_eq!(only_predicate(&query, "given"), Predicate::StringStartsWith("zoe".into()));
+    assert_eq!(
+        only_predicate(&query, "given"),
+        Predicate::StringStartsWith("zoe".into())
+    );
 }
 
 #[test]
@@ -207,14 +254,54 @@ fn partial_birth_dates_cover_their_precision() {
     let with = |birth: &str| {
         let mut p = patient();
         p["birthDate"] = json!(birth);
-        extract_index("Patient", &p).into_iter().filter(|e| e.param == "birthdate").map(|e| e.value).collect::<Vec<_>>()
+        extract_index("Patient", &p)
+            .into_iter()
+            .filter(|e| e.param == "birthdate")
+            .map(|e| e.value)
+            .collect::<Vec<_>>()
     };
-    assert_eq!(with("1974-02"), vec![date(datetime!(1974-02-01 0:00 UTC), datetime!(1974-03-01 0:00 UTC))]);
-    assert_eq!(with("1976-02"), vec![date(datetime!(1976-02-01 0:00 UTC), datetime!(1976-03-01 0:00 UTC))]);
-    assert_eq!(with("2000-02"), vec![IndexValue::Date { lo: ms(datetime!(2000-02-01 0:00 UTC)), hi: ms(datetime!(2000-02-01 0:00 UTC)) + 29 * DAY }]);
-    assert_eq!(with("1900-02"), vec![IndexValue::Date { lo: ms(datetime!(1900-02-01 0:00 UTC)), hi: ms(datetime!(1900-02-01 0:00 UTC)) + 28 * DAY }]);
-    assert_eq!(with("1974"), vec![date(datetime!(1974-01-01 0:00 UTC), datetime!(1975-01-01 0:00 UTC))]);
-    assert_eq!(with("1974-02-10"), vec![date(datetime!(1974-02-10 0:00 UTC), datetime!(1974-02-11 0:00 UTC))]);
+    assert_eq!(
+        with("1974-02"),
+        vec![date(
+            datetime!(1974-02-01 0:00 UTC),
+            datetime!(1974-03-01 0:00 UTC)
+        )]
+    );
+    assert_eq!(
+        with("1976-02"),
+        vec![date(
+            datetime!(1976-02-01 0:00 UTC),
+            datetime!(1976-03-01 0:00 UTC)
+        )]
+    );
+    assert_eq!(
+        with("2000-02"),
+        vec![IndexValue::Date {
+            lo: ms(datetime!(2000-02-01 0:00 UTC)),
+            hi: ms(datetime!(2000-02-01 0:00 UTC)) + 29 * DAY
+        }]
+    );
+    assert_eq!(
+        with("1900-02"),
+        vec![IndexValue::Date {
+            lo: ms(datetime!(1900-02-01 0:00 UTC)),
+            hi: ms(datetime!(1900-02-01 0:00 UTC)) + 28 * DAY
+        }]
+    );
+    assert_eq!(
+        with("1974"),
+        vec![date(
+            datetime!(1974-01-01 0:00 UTC),
+            datetime!(1975-01-01 0:00 UTC)
+        )]
+    );
+    assert_eq!(
+        with("1974-02-10"),
+        vec![date(
+            datetime!(1974-02-10 0:00 UTC),
+            datetime!(1974-02-11 0:00 UTC)
+        )]
+    );
     assert_eq!(with("1974-02-30"), vec![]);
     assert_eq!(with("Feb 1974"), vec![]);
 }
@@ -232,9 +319,18 @@ fn observation_tokens() {
     );
     assert_eq!(
         values(&entries, "category"),
-        vec![&token(Some("http://terminology.hl7.org/CodeSystem/observation-category"), "vital-signs")]
+        vec![&token(
+            Some("http://terminology.hl7.org/CodeSystem/observation-category"),
+            "vital-signs"
+        )]
     );
-    assert_eq!(values(&entries, "status"), vec![&token(Some("http://hl7.org/fhir/observation-status"), "final")]);
+    assert_eq!(
+        values(&entries, "status"),
+        vec![&token(
+            Some("http://hl7.org/fhir/observation-status"),
+            "final"
+        )]
+    );
     assert_eq!(values(&entries, "_id"), vec![&token(None, "obs-1")]);
     // Patient parameters are not extracted from an Observation.
     assert!(values(&entries, "gender").is_empty() && values(&entries, "birthdate").is_empty());
@@ -246,31 +342,77 @@ fn observation_effective_in_every_form() {
         let mut o = observation();
         o.as_object_mut().unwrap().remove("effectiveDateTime");
         o[element] = value;
-        extract_index("Observation", &o).into_iter().filter(|e| e.param == "date").map(|e| e.value).collect::<Vec<_>>()
+        extract_index("Observation", &o)
+            .into_iter()
+            .filter(|e| e.param == "date")
+            .map(|e| e.value)
+            .collect::<Vec<_>>()
     };
     let t = ms(datetime!(2013-04-02 08:30:10 UTC));
-    assert_eq!(with("effectiveDateTime", json!("2013-04-02T09:30:10+01:00")), vec![IndexValue::Date { lo: t, hi: t + 1000 }]);
-    assert_eq!(with("effectiveDateTime", json!("2013-04")), vec![date(datetime!(2013-04-01 0:00 UTC), datetime!(2013-05-01 0:00 UTC))]);
-    assert_eq!(with("effectiveInstant", json!("2013-04-02T08:30:10.250Z")), vec![IndexValue::Date { lo: t + 250, hi: t + 251 }]);
     assert_eq!(
-        with("effectivePeriod", json!({"start": "2013-04-02", "end": "2013-04-05T12:00:00Z"})),
-        vec![IndexValue::Date { lo: ms(datetime!(2013-04-02 0:00 UTC)), hi: ms(datetime!(2013-04-05 12:00:01 UTC)) }]
+        with("effectiveDateTime", json!("2013-04-02T09:30:10+01:00")),
+        vec![IndexValue::Date {
+            lo: t,
+            hi: t + 1000
+        }]
+    );
+    assert_eq!(
+        with("effectiveDateTime", json!("2013-04")),
+        vec![date(
+            datetime!(2013-04-01 0:00 UTC),
+            datetime!(2013-05-01 0:00 UTC)
+        )]
+    );
+    assert_eq!(
+        with("effectiveInstant", json!("2013-04-02T08:30:10.250Z")),
+        vec![IndexValue::Date {
+            lo: t + 250,
+            hi: t + 251
+        }]
+    );
+    assert_eq!(
+        with(
+            "effectivePeriod",
+            json!({"start": "2013-04-02", "end": "2013-04-05T12:00:00Z"})
+        ),
+        vec![IndexValue::Date {
+            lo: ms(datetime!(2013-04-02 0:00 UTC)),
+            hi: ms(datetime!(2013-04-05 12:00:01 UTC))
+        }]
     );
     assert_eq!(
         with("effectivePeriod", json!({"start": "2013-04-02"})),
-        vec![IndexValue::Date { lo: ms(datetime!(2013-04-02 0:00 UTC)), hi: i64::MAX }]
+        vec![IndexValue::Date {
+            lo: ms(datetime!(2013-04-02 0:00 UTC)),
+            hi: i64::MAX
+        }]
     );
     assert_eq!(
         with("effectivePeriod", json!({"end": "2013"})),
-        vec![IndexValue::Date { lo: i64::MIN, hi: ms(datetime!(2014-01-01 0:00 UTC)) }]
+        vec![IndexValue::Date {
+            lo: i64::MIN,
+            hi: ms(datetime!(2014-01-01 0:00 UTC))
+        }]
     );
-    assert_eq!(with("effectivePeriod", json!({"start": "2014", "end": "2013"})), vec![]);
+    assert_eq!(
+        with("effectivePeriod", json!({"start": "2014", "end": "2013"})),
+        vec![]
+    );
     assert_eq!(with("effectivePeriod", json!({"start": "garbage"})), vec![]);
     assert_eq!(
-        with("effectiveTiming", json!({"event": ["2013-04-02", "2013-04-03", "bad"], "repeat": {"frequency": 1}})),
+        with(
+            "effectiveTiming",
+            json!({"event": ["2013-04-02", "2013-04-03", "bad"], "repeat": {"frequency": 1}})
+        ),
         vec![
-            date(datetime!(2013-04-02 0:00 UTC), datetime!(2013-04-03 0:00 UTC)),
-            date(datetime!(2013-04-03 0:00 UTC), datetime!(2013-04-04 0:00 UTC)),
+            date(
+                datetime!(2013-04-02 0:00 UTC),
+                datetime!(2013-04-03 0:00 UTC)
+            ),
+            date(
+                datetime!(2013-04-03 0:00 UTC),
+                datetime!(2013-04-04 0:00 UTC)
+            ),
         ]
     );
 }
@@ -282,27 +424,48 @@ fn references_in_every_form() {
         o["subject"] = subject;
         let entries = extract_index("Observation", &o);
         (
-            values(&entries, "subject").into_iter().cloned().collect::<Vec<_>>(),
-            values(&entries, "patient").into_iter().cloned().collect::<Vec<_>>(),
+            values(&entries, "subject")
+                .into_iter()
+                .cloned()
+                .collect::<Vec<_>>(),
+            values(&entries, "patient")
+                .into_iter()
+                .cloned()
+                .collect::<Vec<_>>(),
         )
     };
     let relative = reference(Some("Patient"), "pat-1", "Patient/pat-1");
-    assert_eq!(with(json!({"reference": "Patient/pat-1"})), (vec![relative.clone()], vec![relative]));
+    assert_eq!(
+        with(json!({"reference": "Patient/pat-1"})),
+        (vec![relative.clone()], vec![relative])
+    );
 
     let url = "http://fhir.example.org/r4/Patient/pat-1/_history/2";
     let absolute = reference(Some("Patient"), "pat-1", url);
-    assert_eq!(with(json!({"reference": url})), (vec![absolute.clone()], vec![absolute]));
+    assert_eq!(
+        with(json!({"reference": url})),
+        (vec![absolute.clone()], vec![absolute])
+    );
 
     // Only references to a Patient count for `patient`.
     let group = reference(Some("Group"), "g1", "Group/g1");
-    assert_eq!(with(json!({"reference": "Group/g1"})), (vec![group], vec![]));
+    assert_eq!(
+        with(json!({"reference": "Group/g1"})),
+        (vec![group], vec![])
+    );
 
     let urn = "urn:uuid:61ebe359-bfdc-4613-8bf2-c5e300945f0a";
-    assert_eq!(with(json!({"reference": urn})), (vec![reference(None, urn, urn)], vec![]));
+    assert_eq!(
+        with(json!({"reference": urn})),
+        (vec![reference(None, urn, urn)], vec![])
+    );
 
     // Contained, identifier-only, and malformed references index nothing.
     assert_eq!(with(json!({"reference": "#p1"})), (vec![], vec![]));
-    assert_eq!(with(json!({"identifier": {"value": "x"}})), (vec![], vec![]));
+    assert_eq!(
+        with(json!({"identifier": {"value": "x"}})),
+        (vec![], vec![])
+    );
     assert_eq!(with(json!({"reference": 42})), (vec![], vec![]));
 }
 
@@ -319,8 +482,14 @@ fn invalid_values_are_skipped_without_panicking() {
     });
     let entries = extract_index("Patient", &broken);
     assert_eq!(values(&entries, "given"), vec![&string("ann", "Ann")]);
-    assert_eq!(values(&entries, "gender"), vec![&token(Some(GENDER), "female")]);
-    assert_eq!(values(&entries, "identifier"), vec![&token(Some("not-an-array"), "kept")]);
+    assert_eq!(
+        values(&entries, "gender"),
+        vec![&token(Some(GENDER), "female")]
+    );
+    assert_eq!(
+        values(&entries, "identifier"),
+        vec![&token(Some("not-an-array"), "kept")]
+    );
     for param in ["_id", "_lastUpdated", "birthdate", "family"] {
         assert!(values(&entries, param).is_empty(), "{param}");
     }
@@ -330,11 +499,20 @@ fn invalid_values_are_skipped_without_panicking() {
 
 #[test]
 fn unknown_type_gets_common_parameters_only() {
-    let entries = extract_index("Device", &json!({"id": "d1", "meta": {"lastUpdated": "2024-01-01T00:00:00Z"}, "status": "active"}));
+    let entries = extract_index(
+        "Device",
+        &json!({"id": "d1", "meta": {"lastUpdated": "2024-01-01T00:00:00Z"}, "status": "active"}),
+    );
     let params: Vec<&str> = entries.iter().map(|e| e.param.as_str()).collect();
     assert_eq!(params, vec!["_id", "_lastUpdated"]);
     let t = ms(datetime!(2024-01-01 0:00 UTC));
-    assert_eq!(entries[1].value, IndexValue::Date { lo: t, hi: t + 1000 });
+    assert_eq!(
+        entries[1].value,
+        IndexValue::Date {
+            lo: t,
+            hi: t + 1000
+        }
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -343,24 +521,45 @@ fn unknown_type_gets_common_parameters_only() {
 #[test]
 fn no_parameters_is_the_all_query() {
     assert_eq!(parse("Patient", &[]), SearchQuery::all(Some("Patient")));
-    assert_eq!(parse_search(None, &[], false).unwrap(), SearchQuery::all(None));
+    assert_eq!(
+        parse_search(None, &[], false).unwrap(),
+        SearchQuery::all(None)
+    );
 }
 
 #[test]
 fn comma_is_or_and_repetition_is_and() {
-    let q = parse("Patient", &[("given", "ann,zoë"), ("given", "b"), ("_id", "x")]);
+    let q = parse(
+        "Patient",
+        &[("given", "ann,zoë"), ("given", "b"), ("_id", "x")],
+    );
     assert_eq!(
         q.filters,
         vec![
             Filter {
                 param: "given".into(),
-                any_of: vec![Predicate::StringStartsWith("ann".into()), Predicate::StringStartsWith("zoe".into())],
+                any_of: vec![
+                    Predicate::StringStartsWith("ann".into()),
+                    Predicate::StringStartsWith("zoe".into())
+                ],
             },
-            Filter { param: "given".into(), any_of: vec![Predicate::StringStartsWith("b".into())] },
-            Filter { param: "_id".into(), any_of: vec![Predicate::Token { system: TokenSystem::Any, code: Some("x".into()) }] },
+            Filter {
+                param: "given".into(),
+                any_of: vec![Predicate::StringStartsWith("b".into())]
+            },
+            Filter {
+                param: "_id".into(),
+                any_of: vec![Predicate::Token {
+                    system: TokenSystem::Any,
+                    code: Some("x".into())
+                }]
+            },
         ]
     );
-    assert_eq!(q.applied, params(&[("given", "ann,zoë"), ("given", "b"), ("_id", "x")]));
+    assert_eq!(
+        q.applied,
+        params(&[("given", "ann,zoë"), ("given", "b"), ("_id", "x")])
+    );
     assert!(q.ignored.is_empty());
 }
 
@@ -369,35 +568,78 @@ fn escaped_commas_and_bars_are_literal() {
     let q = parse("Patient", &[("family", r"smith\,jones,doe")]);
     assert_eq!(
         q.filters[0].any_of,
-        vec![Predicate::StringStartsWith("smith,jones".into()), Predicate::StringStartsWith("doe".into())]
+        vec![
+            Predicate::StringStartsWith("smith,jones".into()),
+            Predicate::StringStartsWith("doe".into())
+        ]
     );
     let q = parse("Patient", &[("identifier", r"urn:sys\|a|v\,1\\")]);
     assert_eq!(
         only_predicate(&q, "identifier"),
-        Predicate::Token { system: TokenSystem::Is("urn:sys|a".into()), code: Some(r"v,1\".into()) }
+        Predicate::Token {
+            system: TokenSystem::Is("urn:sys|a".into()),
+            code: Some(r"v,1\".into())
+        }
     );
 }
 
 #[test]
 fn string_modifiers() {
     let q = parse("Patient", &[("name:exact", "Zoë")]);
-    assert_eq!(only_predicate(&q, "name"), Predicate::StringExact("Zoë".into()));
+    assert_eq!(
+        only_predicate(&q, "name"),
+        Predicate::StringExact("Zoë".into())
+    );
     assert_eq!(q.applied, params(&[("name:exact", "Zoë")]));
     let q = parse("Patient", &[("family", "Brontë")]);
-    assert_eq!(only_predicate(&q, "family"), Predicate::StringStartsWith("bronte".into()));
+    assert_eq!(
+        only_predicate(&q, "family"),
+        Predicate::StringStartsWith("bronte".into())
+    );
 }
 
 #[test]
 fn token_forms() {
-    let tok = |value: &str| only_predicate(&parse("Patient", &[("identifier", value)]), "identifier");
-    assert_eq!(tok("MRN-1"), Predicate::Token { system: TokenSystem::Any, code: Some("MRN-1".into()) });
-    assert_eq!(tok("|MRN-1"), Predicate::Token { system: TokenSystem::None, code: Some("MRN-1".into()) });
+    let tok =
+        |value: &str| only_predicate(&parse("Patient", &[("identifier", value)]), "identifier");
+    assert_eq!(
+        tok("MRN-1"),
+        Predicate::Token {
+            system: TokenSystem::Any,
+            code: Some("MRN-1".into())
+        }
+    );
+    assert_eq!(
+        tok("|MRN-1"),
+        Predicate::Token {
+            system: TokenSystem::None,
+            code: Some("MRN-1".into())
+        }
+    );
     assert_eq!(
         tok("http://h/mrn|MRN-1"),
-        Predicate::Token { system: TokenSystem::Is("http://h/mrn".into()), code: Some("MRN-1".into()) }
+        Predicate::Token {
+            system: TokenSystem::Is("http://h/mrn".into()),
+            code: Some("MRN-1".into())
+        }
     );
-    assert_eq!(tok("http://h/mrn|"), Predicate::Token { system: TokenSystem::Is("http://h/mrn".into()), code: None });
-    let q = parse("Observation", &[("code", "http://loinc.org|85354-9,http://snomed.info/sct|75367002"), ("status", "final")]);
+    assert_eq!(
+        tok("http://h/mrn|"),
+        Predicate::Token {
+            system: TokenSystem::Is("http://h/mrn".into()),
+            code: None
+        }
+    );
+    let q = parse(
+        "Observation",
+        &[
+            (
+                "code",
+                "http://loinc.org|85354-9,http://snomed.info/sct|75367002",
+            ),
+            ("status", "final"),
+        ],
+    );
     assert_eq!(q.filters.len(), 2);
     assert_eq!(q.filters[0].any_of.len(), 2);
 }
@@ -406,7 +648,13 @@ fn token_forms() {
 fn count_cursor_and_output_options() {
     let q = parse(
         "Patient",
-        &[("_format", "json"), ("_count", "50"), ("_pretty", "true"), ("_cursor", "opaque=="), ("family", "x")],
+        &[
+            ("_format", "json"),
+            ("_count", "50"),
+            ("_pretty", "true"),
+            ("_cursor", "opaque=="),
+            ("family", "x"),
+        ],
     );
     assert_eq!(q.count, 50);
     assert_eq!(q.cursor.as_deref(), Some("opaque=="));
@@ -414,34 +662,63 @@ fn count_cursor_and_output_options() {
     assert!(q.ignored.is_empty());
 
     assert_eq!(parse("Patient", &[("_count", "0")]).count, 0);
-    assert_eq!(parse("Patient", &[("_count", "100000")]).count, MAX_PAGE_SIZE);
+    assert_eq!(
+        parse("Patient", &[("_count", "100000")]).count,
+        MAX_PAGE_SIZE
+    );
     assert_eq!(parse("Patient", &[]).count, DEFAULT_PAGE_SIZE);
     for bad in ["-1", "ten", "", "2.5"] {
         let issues = parse_err(Some("Patient"), &[("_count", bad)], false);
         assert_eq!(issues[0].expression, "_count");
-        assert!(issues[0].message.contains(&format!("{bad:?}")), "{:?}", issues[0].message);
+        assert!(
+            issues[0].message.contains(&format!("{bad:?}")),
+            "{:?}",
+            issues[0].message
+        );
     }
 }
 
 #[test]
 fn strict_and_lenient_unknown_parameters() {
-    let pairs = [("family", "x"), ("foo", "1"), ("name:contains", "y"), ("birthdate:missing", "true"), ("_sort", "name")];
+    let pairs = [
+        ("family", "x"),
+        ("foo", "1"),
+        ("name:contains", "y"),
+        ("birthdate:missing", "true"),
+        ("_sort", "name"),
+    ];
     let q = parse_search(Some("Patient"), &params(&pairs), false).unwrap();
-    assert_eq!(q.ignored, vec!["foo", "name:contains", "birthdate:missing", "_sort"]);
+    assert_eq!(
+        q.ignored,
+        vec!["foo", "name:contains", "birthdate:missing", "_sort"]
+    );
     assert_eq!(q.applied, params(&[("family", "x")]));
     assert_eq!(q.filters.len(), 1);
 
     let issues = parse_err(Some("Patient"), &pairs, true);
     let named: Vec<&str> = issues.iter().map(|i| i.expression.as_str()).collect();
-    assert_eq!(named, vec!["foo", "name:contains", "birthdate:missing", "_sort"]);
+    assert_eq!(
+        named,
+        vec!["foo", "name:contains", "birthdate:missing", "_sort"]
+    );
     assert!(issues[0].message.contains("foo"));
     assert!(issues[1].message.contains("contains"));
-    assert!(issues.iter().all(|i| i.rule == "search-parameter" && i.message.starts_with(|c: char| c.is_lowercase())));
+    assert!(
+        issues
+            .iter()
+            .all(|i| i.rule == "search-parameter"
+                && i.message.starts_with(|c: char| c.is_lowercase()))
+    );
 }
 
 #[test]
 fn parameters_of_another_type_are_unknown() {
-    let q = parse_search(Some("Patient"), &params(&[("code", "x"), ("gender", "male")]), false).unwrap();
+    let q = parse_search(
+        Some("Patient"),
+        &params(&[("code", "x"), ("gender", "male")]),
+        false,
+    )
+    .unwrap();
     assert_eq!(q.ignored, vec!["code"]);
     let issues = parse_err(Some("Observation"), &[("gender", "male")], true);
     assert_eq!(issues[0].expression, "gender");
@@ -449,9 +726,20 @@ fn parameters_of_another_type_are_unknown() {
 
 #[test]
 fn system_level_search_takes_common_parameters_only() {
-    let q = parse_search(None, &params(&[("_id", "a,b"), ("_lastUpdated", "ge2024"), ("family", "x")]), false).unwrap();
+    let q = parse_search(
+        None,
+        &params(&[("_id", "a,b"), ("_lastUpdated", "ge2024"), ("family", "x")]),
+        false,
+    )
+    .unwrap();
     assert_eq!(q.resource_type, None);
-    assert_eq!(q.filters.iter().map(|f| f.param.as_str()).collect::<Vec<_>>(), vec!["_id", "_lastUpdated"]);
+    assert_eq!(
+        q.filters
+            .iter()
+            .map(|f| f.param.as_str())
+            .collect::<Vec<_>>(),
+        vec!["_id", "_lastUpdated"]
+    );
     assert_eq!(q.ignored, vec!["family"]);
     let issues = parse_err(None, &[("family", "x")], true);
     assert_eq!(issues[0].expression, "family");
@@ -459,16 +747,29 @@ fn system_level_search_takes_common_parameters_only() {
 
 #[test]
 fn system_level_type_restriction() {
-    let q = parse_search(None, &params(&[("_type", "Patient,Observation,Patient")]), true).unwrap();
+    let q = parse_search(
+        None,
+        &params(&[("_type", "Patient,Observation,Patient")]),
+        true,
+    )
+    .unwrap();
     assert_eq!(q.types, vec!["Patient", "Observation"]);
-    assert_eq!(q.applied, params(&[("_type", "Patient,Observation,Patient")]));
+    assert_eq!(
+        q.applied,
+        params(&[("_type", "Patient,Observation,Patient")])
+    );
     let issues = parse_err(None, &[("_type", "Patient,Nonsense")], false);
     assert_eq!(issues[0].expression, "_type");
     assert!(issues[0].message.contains("Nonsense"));
     let issues = parse_err(None, &[("_type", "Patient,")], false);
     assert_eq!(issues[0].expression, "_type");
     // At type level `_type` is not a parameter.
-    assert_eq!(parse_search(Some("Patient"), &params(&[("_type", "Patient")]), false).unwrap().ignored, vec!["_type"]);
+    assert_eq!(
+        parse_search(Some("Patient"), &params(&[("_type", "Patient")]), false)
+            .unwrap()
+            .ignored,
+        vec!["_type"]
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -476,7 +777,10 @@ fn system_level_type_restriction() {
 
 #[test]
 fn every_date_prefix() {
-    let (lo, hi) = (ms(datetime!(2013-01-14 0:00 UTC)), ms(datetime!(2013-01-15 0:00 UTC)));
+    let (lo, hi) = (
+        ms(datetime!(2013-01-14 0:00 UTC)),
+        ms(datetime!(2013-01-15 0:00 UTC)),
+    );
     for (text, prefix) in [
         ("", DatePrefix::Eq),
         ("eq", DatePrefix::Eq),
@@ -489,29 +793,72 @@ fn every_date_prefix() {
         ("eb", DatePrefix::Eb),
     ] {
         let q = parse("Patient", &[("birthdate", &format!("{text}2013-01-14"))]);
-        assert_eq!(only_predicate(&q, "birthdate"), Predicate::Date { prefix, lo, hi }, "{text}");
+        assert_eq!(
+            only_predicate(&q, "birthdate"),
+            Predicate::Date { prefix, lo, hi },
+            "{text}"
+        );
     }
     // `ap` is widened by at least a day on each side, relative to now.
     let q = parse("Patient", &[("birthdate", "ap2013-01-14")]);
-    let Predicate::Date { prefix, lo: alo, hi: ahi } = only_predicate(&q, "birthdate") else { panic!() };
+    let Predicate::Date {
+        prefix,
+        lo: alo,
+        hi: ahi,
+    } = only_predicate(&q, "birthdate")
+    else {
+        panic!()
+    };
     assert_eq!(prefix, DatePrefix::Ap);
     let now = ms(OffsetDateTime::now_utc());
     let expected = (now - hi) / 10;
-    assert!((lo - alo - expected).abs() < 60_000 && (ahi - hi - expected).abs() < 60_000, "{alo} {ahi}");
+    assert!(
+        (lo - alo - expected).abs() < 60_000 && (ahi - hi - expected).abs() < 60_000,
+        "{alo} {ahi}"
+    );
     assert!(lo - alo >= DAY && ahi - hi >= DAY);
 }
 
 #[test]
 fn every_date_precision() {
-    let pred = |value: &str| match only_predicate(&parse("Observation", &[("date", value)]), "date") {
-        Predicate::Date { prefix: DatePrefix::Ge, lo, hi } => (lo, hi),
+    let pred = |value: &str| match only_predicate(&parse("Observation", &[("date", value)]), "date")
+    {
+        Predicate::Date {
+            prefix: DatePrefix::Ge,
+            lo,
+            hi,
+        } => (lo, hi),
         other => panic!("{other:?}"),
     };
-    assert_eq!(pred("ge2013"), (ms(datetime!(2013-01-01 0:00 UTC)), ms(datetime!(2014-01-01 0:00 UTC))));
-    assert_eq!(pred("ge2013-02"), (ms(datetime!(2013-02-01 0:00 UTC)), ms(datetime!(2013-03-01 0:00 UTC))));
-    assert_eq!(pred("ge2024-02"), (ms(datetime!(2024-02-01 0:00 UTC)), ms(datetime!(2024-03-01 0:00 UTC))));
+    assert_eq!(
+        pred("ge2013"),
+        (
+            ms(datetime!(2013-01-01 0:00 UTC)),
+            ms(datetime!(2014-01-01 0:00 UTC))
+        )
+    );
+    assert_eq!(
+        pred("ge2013-02"),
+        (
+            ms(datetime!(2013-02-01 0:00 UTC)),
+            ms(datetime!(2013-03-01 0:00 UTC))
+        )
+    );
+    assert_eq!(
+        pred("ge2024-02"),
+        (
+            ms(datetime!(2024-02-01 0:00 UTC)),
+            ms(datetime!(2024-03-01 0:00 UTC))
+        )
+    );
     assert_eq!(pred("ge2024-02").1 - pred("ge2024-02").0, 29 * DAY);
-    assert_eq!(pred("ge2013-02-28"), (ms(datetime!(2013-02-28 0:00 UTC)), ms(datetime!(2013-03-01 0:00 UTC))));
+    assert_eq!(
+        pred("ge2013-02-28"),
+        (
+            ms(datetime!(2013-02-28 0:00 UTC)),
+            ms(datetime!(2013-03-01 0:00 UTC))
+        )
+    );
     let t = ms(datetime!(2013-02-28 10:00 UTC));
     assert_eq!(pred("ge2013-02-28T10:00:00Z"), (t, t + 1000));
     assert_eq!(pred("ge2013-02-28T10:00:00"), (t, t + 1000));
@@ -530,7 +877,11 @@ fn malformed_values_are_always_errors() {
         ("birthdate", "xx2013", "xx"),
         ("birthdate", "ge", "ge"),
         ("birthdate", "2013-1-1", "2013-1-1"),
-        ("_lastUpdated", "gt2024-01-01T10:00:00+25:00", "2024-01-01T10:00:00+25:00"),
+        (
+            "_lastUpdated",
+            "gt2024-01-01T10:00:00+25:00",
+            "2024-01-01T10:00:00+25:00",
+        ),
         ("family", "", "family"),
         ("family", "a,,b", "a,,b"),
         ("identifier", "|", "|"),
@@ -542,19 +893,46 @@ fn malformed_values_are_always_errors() {
             let issues = parse_err(Some("Patient"), &[(name, value)], strict);
             assert_eq!(issues.len(), 1, "{name}={value}: {issues:?}");
             assert_eq!(issues[0].expression, name);
-            assert!(issues[0].message.contains(named), "{name}={value}: {}", issues[0].message);
+            assert!(
+                issues[0].message.contains(named),
+                "{name}={value}: {}",
+                issues[0].message
+            );
         }
     }
-    let issues = parse_err(Some("Observation"), &[("subject", "Patient/"), ("date", "lt2013-01-01"), ("code", "")], false);
-    assert_eq!(issues.iter().map(|i| i.expression.as_str()).collect::<Vec<_>>(), vec!["subject", "code"]);
+    let issues = parse_err(
+        Some("Observation"),
+        &[
+            ("subject", "Patient/"),
+            ("date", "lt2013-01-01"),
+            ("code", ""),
+        ],
+        false,
+    );
+    assert_eq!(
+        issues
+            .iter()
+            .map(|i| i.expression.as_str())
+            .collect::<Vec<_>>(),
+        vec!["subject", "code"]
+    );
     assert!(issues[0].message.contains("Patient/"));
 }
 
 #[test]
 fn errors_render_the_parameter_and_value() {
-    let Err(err) = parse_search(Some("Patient"), &params(&[("birthdate", "lt1974-02-31")]), false) else { panic!() };
+    let Err(err) = parse_search(
+        Some("Patient"),
+        &params(&[("birthdate", "lt1974-02-31")]),
+        false,
+    ) else {
+        panic!()
+    };
     let text = err.to_string();
-    assert!(text.contains("birthdate") && text.contains("1974-02-31"), "{text}");
+    assert!(
+        text.contains("birthdate") && text.contains("1974-02-31"),
+        "{text}"
+    );
     assert_eq!(err.issues().len(), 1);
 }
 
@@ -568,28 +946,64 @@ fn reference_forms() {
         let base = name.split(':').next().unwrap();
         only_predicate(&q, base)
     };
-    let typed = |ty: &str, id: &str| Predicate::Reference { target_type: Some(ty.into()), target_id: id.into() };
-    assert_eq!(refer("subject", "123"), Predicate::Reference { target_type: None, target_id: "123".into() });
+    let typed = |ty: &str, id: &str| Predicate::Reference {
+        target_type: Some(ty.into()),
+        target_id: id.into(),
+    };
+    assert_eq!(
+        refer("subject", "123"),
+        Predicate::Reference {
+            target_type: None,
+            target_id: "123".into()
+        }
+    );
     assert_eq!(refer("subject", "Patient/123"), typed("Patient", "123"));
-    assert_eq!(refer("subject", "http://fhir.example.org/r4/Patient/123"), typed("Patient", "123"));
-    assert_eq!(refer("subject", "http://fhir.example.org/r4/Patient/123/_history/4"), typed("Patient", "123"));
+    assert_eq!(
+        refer("subject", "http://fhir.example.org/r4/Patient/123"),
+        typed("Patient", "123")
+    );
+    assert_eq!(
+        refer(
+            "subject",
+            "http://fhir.example.org/r4/Patient/123/_history/4"
+        ),
+        typed("Patient", "123")
+    );
     assert_eq!(refer("patient", "Patient/123"), typed("Patient", "123"));
     let urn = "urn:uuid:61ebe359-bfdc-4613-8bf2-c5e300945f0a";
-    assert_eq!(refer("subject", urn), Predicate::Reference { target_type: None, target_id: urn.into() });
+    assert_eq!(
+        refer("subject", urn),
+        Predicate::Reference {
+            target_type: None,
+            target_id: urn.into()
+        }
+    );
 }
 
 #[test]
 fn reference_type_modifier() {
-    let typed = |ty: &str, id: &str| Predicate::Reference { target_type: Some(ty.into()), target_id: id.into() };
+    let typed = |ty: &str, id: &str| Predicate::Reference {
+        target_type: Some(ty.into()),
+        target_id: id.into(),
+    };
     let q = parse("Observation", &[("subject:Patient", "123")]);
     assert_eq!(only_predicate(&q, "subject"), typed("Patient", "123"));
     assert_eq!(q.applied, params(&[("subject:Patient", "123")]));
     let q = parse("Observation", &[("subject:Patient", "Patient/123")]);
     assert_eq!(only_predicate(&q, "subject"), typed("Patient", "123"));
 
-    let issues = parse_err(Some("Observation"), &[("subject:Patient", "Group/1")], false);
+    let issues = parse_err(
+        Some("Observation"),
+        &[("subject:Patient", "Group/1")],
+        false,
+    );
     assert!(issues[0].message.contains("Group/1"));
     // Not a resource type: an unsupported modifier.
-    let q = parse_search(Some("Observation"), &params(&[("subject:identifier", "x")]), false).unwrap();
+    let q = parse_search(
+        Some("Observation"),
+        &params(&[("subject:identifier", "x")]),
+        false,
+    )
+    .unwrap();
     assert_eq!(q.ignored, vec!["subject:identifier"]);
 }

@@ -413,8 +413,10 @@ pub async fn history_since(store: Store) {
         written.push(store.update("Patient", &format!("s{i}"), patient("Since", "Sue"), None).await.expect("update"));
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    for pivot in [1, 3, 5] {
-        let since = written[pivot].last_updated;
+    // A `since` between two milliseconds must not include the earlier one.
+    let between = |r: &StoredResource| r.last_updated + time::Duration::microseconds(1);
+    let pivots = [1, 3, 5].map(|i| written[i].last_updated).into_iter().chain([1, 4].map(|i| between(&written[i])));
+    for since in pivots {
         let expected: Vec<u64> = written.iter().rev().filter(|r| r.last_updated >= since).map(|r| r.seq).collect();
         for scope in [HistoryScope::System, HistoryScope::Type("Patient".into())] {
             let entries = full_history(&store, scope, 2, Some(since)).await;

@@ -199,11 +199,17 @@ enum Planned {
     /// A conditional delete that matched nothing.
     NoOp,
     Get(EntryRequest),
+    /// An operation invocation (`Type/$name`): it writes nothing, so it runs with the reads
+    /// after the writes and reports its own result without undoing them.
+    Operation(String),
 }
 
 /// The spec's processing order: DELETE, POST, PUT/PATCH, GET/HEAD.
-fn order(method: &str) -> u8 {
-    match method {
+fn order(r: &EntryRequest) -> u8 {
+    if r.rest.starts_with('$') {
+        return 3;
+    }
+    match r.method.as_str() {
         "DELETE" => 0,
         "POST" => 1,
         "PUT" | "PATCH" => 2,
@@ -218,7 +224,7 @@ async fn transaction(ctx: &Ctx<'_>, bundle: &Value) -> Result<Value, ApiError> {
         requests.push(entry_request(ctx, entry).map_err(|e| in_entry(index, e))?);
     }
     let mut indices: Vec<usize> = (0..list.len()).collect();
-    indices.sort_by_key(|&i| order(&requests[i].method));
+    indices.sort_by_key(|&i| order(&requests[i]));
 
     // Resolve every entry's target id first, so references between entries can be rewritten.
     let mut ids: HashMap<String, String> = HashMap::new();
@@ -264,6 +270,7 @@ async fn transaction(ctx: &Ctx<'_>, bundle: &Value) -> Result<Value, ApiError> {
             (Planned::Existing(r), _) => write_entry(ctx, StatusCode::OK, &r)?,
             (Planned::NoOp, _) => delete_entry(None),
             (Planned::Get(r), _) => get_entry(ctx, &r).await.unwrap_or_else(|e| error_entry(&e)),
+            (Planned::Operation(name), _) => error_entry(&ApiError::NotImplemented(name)),
             (Planned::Write { .. }, Some(op)) => match &outcomes[op] {
                 WriteOutcome::Created(r) => write_entry(ctx, StatusCode::CREATED, r)?,
                 WriteOutcome::Updated(r) | WriteOutcome::Existing(r) => write_entry(ctx, StatusCode::OK, r)?,
@@ -290,6 +297,9 @@ async fn plan_entry(ctx: &Ctx<'_>, entry: &Value, r: EntryRequest) -> Result<Pla
         create,
     };
     let need = |resource: Option<Value>| resource.ok_or_else(|| ApiError::BadRequest(format!("{} entry has no resource", r.method)));
+    if r.rest.starts_with('$') {
+        return Ok(Planned::Operation(format!("operation {}/{}", r.resource_type, r.rest)));
+    }
     match (r.method.as_str(), &r.id, &r.query) {
         ("GET", _, _) | ("HEAD", _, _) => Ok(Planned::Get(r)),
         ("POST", None, _) => {

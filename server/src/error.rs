@@ -30,6 +30,8 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("cannot produce {0}; this server produces application/fhir+json and application/fhir+xml")]
     NotAcceptable(String),
+    #[error("{0} is not implemented by this server")]
+    NotImplemented(String),
     /// An error inside a bundle entry, with the entry's index for the message.
     #[error("entry {index}: {source}")]
     InEntry { index: usize, source: Box<ApiError> },
@@ -58,6 +60,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
+            ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::InEntry { source, .. } => source.status(),
         }
     }
@@ -72,7 +75,7 @@ impl ApiError {
 
     /// The OperationOutcome that explains this error.
     pub fn to_operation_outcome(&self) -> Value {
-        if self.status().is_server_error() {
+        if self.status().is_server_error() && self.status() != StatusCode::NOT_IMPLEMENTED {
             tracing::error!(error = %self, "request failed inside the server");
         }
         let issues = match self {
@@ -114,10 +117,13 @@ impl ApiError {
             StatusCode::GONE => "deleted",
             StatusCode::CONFLICT | StatusCode::PRECONDITION_FAILED => "conflict",
             StatusCode::PAYLOAD_TOO_LARGE => "too-long",
-            StatusCode::METHOD_NOT_ALLOWED | StatusCode::UNSUPPORTED_MEDIA_TYPE | StatusCode::NOT_ACCEPTABLE => {
+            StatusCode::METHOD_NOT_ALLOWED
+            | StatusCode::UNSUPPORTED_MEDIA_TYPE
+            | StatusCode::NOT_ACCEPTABLE
+            | StatusCode::NOT_IMPLEMENTED => {
                 "not-supported"
             }
-            s if s.is_server_error() => "exception",
+            s if s.is_server_error() && s != StatusCode::NOT_IMPLEMENTED => "exception",
             _ => "invalid",
         }
     }

@@ -45,7 +45,10 @@ pub(crate) fn parse_range(text: &str) -> Option<(i64, i64)> {
         pos += 3;
         width = 1_000;
         if b.get(pos) == Some(&b'.') {
-            let count = b[pos + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+            let count = b[pos + 1..]
+                .iter()
+                .take_while(|c| c.is_ascii_digit())
+                .count();
             if count == 0 {
                 return None;
             }
@@ -58,8 +61,17 @@ pub(crate) fn parse_range(text: &str) -> Option<(i64, i64)> {
         }
     }
     let offset = parse_offset(&text[pos..])?;
-    let time = Time::from_hms(u8::try_from(hour).ok()?, u8::try_from(minute).ok()?, u8::try_from(second).ok()?).ok()?;
-    let lo = PrimitiveDateTime::new(date, time).assume_offset(offset).unix_timestamp() * 1000 + fraction_ms;
+    let time = Time::from_hms(
+        u8::try_from(hour).ok()?,
+        u8::try_from(minute).ok()?,
+        u8::try_from(second).ok()?,
+    )
+    .ok()?;
+    let lo = PrimitiveDateTime::new(date, time)
+        .assume_offset(offset)
+        .unix_timestamp()
+        * 1000
+        + fraction_ms;
     Some((lo, lo + width))
 }
 
@@ -89,9 +101,9 @@ fn day_start(date: Date) -> i64 {
 /// The number written by exactly `count` ASCII digits at `at`.
 fn digits(b: &[u8], at: usize, count: usize) -> Option<i64> {
     let slice = b.get(at..at + count)?;
-    slice
-        .iter()
-        .try_fold(0_i64, |n, c| c.is_ascii_digit().then(|| n * 10 + i64::from(c - b'0')))
+    slice.iter().try_fold(0_i64, |n, c| {
+        c.is_ascii_digit().then(|| n * 10 + i64::from(c - b'0'))
+    })
 }
 
 fn expect(b: &[u8], at: usize, byte: u8) -> Option<()> {
@@ -110,29 +122,95 @@ mod tests {
 
     #[test]
     fn each_precision_covers_its_whole_span() {
-        assert_eq!(parse_range("2013"), Some((ms(datetime!(2013-01-01 0:00 UTC)), ms(datetime!(2014-01-01 0:00 UTC)))));
-        assert_eq!(parse_range("2013-02"), Some((ms(datetime!(2013-02-01 0:00 UTC)), ms(datetime!(2013-03-01 0:00 UTC)))));
-        assert_eq!(parse_range("2012-02"), Some((ms(datetime!(2012-02-01 0:00 UTC)), ms(datetime!(2012-03-01 0:00 UTC)))));
-        assert_eq!(parse_range("2013-12"), Some((ms(datetime!(2013-12-01 0:00 UTC)), ms(datetime!(2014-01-01 0:00 UTC)))));
-        assert_eq!(parse_range("2012-02-29"), Some((ms(datetime!(2012-02-29 0:00 UTC)), ms(datetime!(2012-03-01 0:00 UTC)))));
+        assert_eq!(
+            parse_range("2013"),
+            Some((
+                ms(datetime!(2013-01-01 0:00 UTC)),
+                ms(datetime!(2014-01-01 0:00 UTC))
+            ))
+        );
+        assert_eq!(
+            parse_range("2013-02"),
+            Some((
+                ms(datetime!(2013-02-01 0:00 UTC)),
+                ms(datetime!(2013-03-01 0:00 UTC))
+            ))
+        );
+        assert_eq!(
+            parse_range("2012-02"),
+            Some((
+                ms(datetime!(2012-02-01 0:00 UTC)),
+                ms(datetime!(2012-03-01 0:00 UTC))
+            ))
+        );
+        assert_eq!(
+            parse_range("2013-12"),
+            Some((
+                ms(datetime!(2013-12-01 0:00 UTC)),
+                ms(datetime!(2014-01-01 0:00 UTC))
+            ))
+        );
+        assert_eq!(
+            parse_range("2012-02-29"),
+            Some((
+                ms(datetime!(2012-02-29 0:00 UTC)),
+                ms(datetime!(2012-03-01 0:00 UTC))
+            ))
+        );
         let t = ms(datetime!(2013-01-14 10:00 +01:00));
-        assert_eq!(parse_range("2013-01-14T10:00:00+01:00"), Some((t, t + 1000)));
+        assert_eq!(
+            parse_range("2013-01-14T10:00:00+01:00"),
+            Some((t, t + 1000))
+        );
         assert_eq!(parse_range("2013-01-14T09:00:00Z"), Some((t, t + 1000)));
         assert_eq!(parse_range("2013-01-14T09:00:00"), Some((t, t + 1000)));
         assert_eq!(parse_range("2013-01-14T09:00Z"), Some((t, t + 60_000)));
-        assert_eq!(parse_range("2013-01-14T09:00:00.5Z"), Some((t + 500, t + 600)));
-        assert_eq!(parse_range("2013-01-14T09:00:00.123Z"), Some((t + 123, t + 124)));
-        assert_eq!(parse_range("2013-01-14T09:00:00.123456Z"), Some((t + 123, t + 124)));
-        assert_eq!(parse_range("2013-01-14T06:30:00-02:30"), Some((t, t + 1000)));
-        assert_eq!(parse_range("9999"), Some((ms(datetime!(9999-01-01 0:00 UTC)), ms(datetime!(9999-12-31 0:00 UTC)) + DAY_MS)));
+        assert_eq!(
+            parse_range("2013-01-14T09:00:00.5Z"),
+            Some((t + 500, t + 600))
+        );
+        assert_eq!(
+            parse_range("2013-01-14T09:00:00.123Z"),
+            Some((t + 123, t + 124))
+        );
+        assert_eq!(
+            parse_range("2013-01-14T09:00:00.123456Z"),
+            Some((t + 123, t + 124))
+        );
+        assert_eq!(
+            parse_range("2013-01-14T06:30:00-02:30"),
+            Some((t, t + 1000))
+        );
+        assert_eq!(
+            parse_range("9999"),
+            Some((
+                ms(datetime!(9999-01-01 0:00 UTC)),
+                ms(datetime!(9999-12-31 0:00 UTC)) + DAY_MS
+            ))
+        );
     }
 
     #[test]
     fn malformed_values_are_rejected() {
         for bad in [
-            "", "13", "2013-2", "2013-13", "2013-02-29", "2013-00", "2013-01-32", "2013/01/01", "2013-01-01T",
-            "2013-01-01T25:00:00Z", "2013-01-01T10:60Z", "2013-01-01T10:00:00.Z", "2013-01-01T10:00:00+1:00",
-            "2013-01-01T10:00:00+15:00", "2013-01-01T10:00:00ZZ", "2013-01-01 10:00:00", "２０１３", "2013-01-01x",
+            "",
+            "13",
+            "2013-2",
+            "2013-13",
+            "2013-02-29",
+            "2013-00",
+            "2013-01-32",
+            "2013/01/01",
+            "2013-01-01T",
+            "2013-01-01T25:00:00Z",
+            "2013-01-01T10:60Z",
+            "2013-01-01T10:00:00.Z",
+            "2013-01-01T10:00:00+1:00",
+            "2013-01-01T10:00:00+15:00",
+            "2013-01-01T10:00:00ZZ",
+            "2013-01-01 10:00:00",
+            "２０１３",
+            "2013-01-01x",
         ] {
             assert_eq!(parse_range(bad), None, "{bad}");
         }

@@ -14,16 +14,31 @@ use super::{IndexEntry, IndexValue, ParamType};
 /// The parts of a HumanName or an Address that a string parameter on the whole datatype
 /// searches. `use`, `type` and `period` are left out: they are codes and dates, not text.
 const STRING_PARTS: &[&str] = &[
-    "text", "family", "given", "prefix", "suffix", "line", "city", "district", "state", "postalCode", "country",
+    "text",
+    "family",
+    "given",
+    "prefix",
+    "suffix",
+    "line",
+    "city",
+    "district",
+    "state",
+    "postalCode",
+    "country",
 ];
 
 pub(super) fn extract_index(resource_type: &str, resource: &Value) -> Vec<IndexEntry> {
     let mut entries: Vec<IndexEntry> = Vec::new();
     for (index, def) in params_for(resource_type) {
-        let Some(expr) = expression(index) else { continue };
+        let Some(expr) = expression(index) else {
+            continue;
+        };
         for node in expr.evaluate(resource_type, resource) {
             for value in index_values(def.kind, &node) {
-                let entry = IndexEntry { param: def.name.to_string(), value };
+                let entry = IndexEntry {
+                    param: def.name.to_string(),
+                    value,
+                };
                 // A linear check is fine: a resource yields tens of entries, not thousands, and
                 // the public types deliberately carry no Hash.
                 if !entries.contains(&entry) {
@@ -64,24 +79,37 @@ fn string_values(value: &Value) -> Vec<IndexValue> {
 }
 
 fn string_value(text: &str) -> Option<IndexValue> {
-    (!text.trim().is_empty()).then(|| IndexValue::String { normalized: normalize(text), exact: text.to_string() })
+    (!text.trim().is_empty()).then(|| IndexValue::String {
+        normalized: normalize(text),
+        exact: text.to_string(),
+    })
 }
 
 fn token_values(node: &Node<'_>) -> Vec<IndexValue> {
     match node.value {
         // A plain `code`, `id`, `uri` or `string`: its system, if any, comes from the binding.
-        Value::String(code) => token(implicit_code_system(&node.path), Some(code)).into_iter().collect(),
-        Value::Bool(flag) => token(None, Some(if *flag { "true" } else { "false" })).into_iter().collect(),
+        Value::String(code) => token(implicit_code_system(&node.path), Some(code))
+            .into_iter()
+            .collect(),
+        Value::Bool(flag) => token(None, Some(if *flag { "true" } else { "false" }))
+            .into_iter()
+            .collect(),
         Value::Object(object) => match object.get("coding") {
             // CodeableConcept: every coding is a token; its text is for `:text`, not indexed.
             Some(codings) => codings
                 .as_array()
                 .map(|codings| {
-                    codings.iter().filter_map(Value::as_object).filter_map(|c| system_and(c, "code")).collect()
+                    codings
+                        .iter()
+                        .filter_map(Value::as_object)
+                        .filter_map(|c| system_and(c, "code"))
+                        .collect()
                 })
                 .unwrap_or_default(),
             // Identifier and ContactPoint carry `value`; a bare Coding carries `code`.
-            None if object.contains_key("value") => system_and(object, "value").into_iter().collect(),
+            None if object.contains_key("value") => {
+                system_and(object, "value").into_iter().collect()
+            }
             None => system_and(object, "code").into_iter().collect(),
         },
         _ => Vec::new(),
@@ -90,19 +118,28 @@ fn token_values(node: &Node<'_>) -> Vec<IndexValue> {
 
 /// The token `(system, object[field])` of a Coding (`code`) or Identifier (`value`).
 fn system_and(object: &Map<String, Value>, field: &str) -> Option<IndexValue> {
-    let system = object.get("system").and_then(Value::as_str).filter(|s| !s.is_empty());
+    let system = object
+        .get("system")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty());
     token(system, object.get(field).and_then(Value::as_str))
 }
 
 fn token(system: Option<&str>, code: Option<&str>) -> Option<IndexValue> {
     let code = code.filter(|c| !c.is_empty())?;
-    Some(IndexValue::Token { system: system.map(str::to_string), code: code.to_string() })
+    Some(IndexValue::Token {
+        system: system.map(str::to_string),
+        code: code.to_string(),
+    })
 }
 
 fn date_values(value: &Value) -> Vec<IndexValue> {
     let range = |lo, hi| IndexValue::Date { lo, hi };
     match value {
-        Value::String(text) => parse_range(text).map(|(lo, hi)| range(lo, hi)).into_iter().collect(),
+        Value::String(text) => parse_range(text)
+            .map(|(lo, hi)| range(lo, hi))
+            .into_iter()
+            .collect(),
         // Timing: each scheduled event. Its `repeat` rules describe no finite set of instants.
         Value::Object(object) if object.contains_key("event") => object["event"]
             .as_array()
@@ -125,7 +162,11 @@ fn date_values(value: &Value) -> Vec<IndexValue> {
                     let lo = start.map_or(i64::MIN, |(lo, _)| lo);
                     let hi = end.map_or(i64::MAX, |(_, hi)| hi);
                     // An end before the start breaks R4's per-1; such a period matches nothing.
-                    if lo < hi { vec![range(lo, hi)] } else { Vec::new() }
+                    if lo < hi {
+                        vec![range(lo, hi)]
+                    } else {
+                        Vec::new()
+                    }
                 }
                 _ => Vec::new(),
             }
@@ -137,5 +178,9 @@ fn date_values(value: &Value) -> Vec<IndexValue> {
 fn reference_value(value: &Value) -> Option<IndexValue> {
     let url = value.get("reference")?.as_str()?;
     let (target_type, target_id) = split_reference(url)?;
-    Some(IndexValue::Reference { target_type, target_id, url: url.to_string() })
+    Some(IndexValue::Reference {
+        target_type,
+        target_id,
+        url: url.to_string(),
+    })
 }

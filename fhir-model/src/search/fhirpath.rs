@@ -53,7 +53,9 @@ impl Expression {
         Ok(Expression { branches })
     }
 
-    /// Whether any branch reads resources of `resource_type`.
+    /// Whether any branch reads resources of `resource_type`. Only the registry's own check
+    /// needs to ask; evaluation filters branches itself.
+    #[cfg(test)]
     pub(crate) fn applies_to(&self, resource_type: &str) -> bool {
         self.branches.iter().any(|b| b.applies_to(resource_type))
     }
@@ -74,7 +76,11 @@ impl Branch {
     }
 
     fn evaluate<'a>(&self, resource: &'a Value) -> Vec<Node<'a>> {
-        let mut nodes = vec![Node { value: resource, path: self.base.clone(), choice: None }];
+        let mut nodes = vec![Node {
+            value: resource,
+            path: self.base.clone(),
+            choice: None,
+        }];
         for step in &self.steps {
             nodes = match step {
                 Step::Child(name) => {
@@ -100,7 +106,9 @@ impl Branch {
 
 /// Appends the items of element `name` under `node`, flattening arrays.
 fn children<'a>(node: &Node<'a>, name: &str, out: &mut Vec<Node<'a>>) {
-    let Some(object) = node.value.as_object() else { return };
+    let Some(object) = node.value.as_object() else {
+        return;
+    };
     let path = format!("{}.{name}", node.path);
     if let Some(value) = object.get(name) {
         push_items(value, &path, None, out);
@@ -122,10 +130,18 @@ fn push_items<'a>(value: &'a Value, path: &str, choice: Option<&'a str>, out: &m
         Value::Null => {}
         Value::Array(items) => {
             for item in items.iter().filter(|i| !i.is_null()) {
-                out.push(Node { value: item, path: path.to_string(), choice });
+                out.push(Node {
+                    value: item,
+                    path: path.to_string(),
+                    choice,
+                });
             }
         }
-        _ => out.push(Node { value, path: path.to_string(), choice }),
+        _ => out.push(Node {
+            value,
+            path: path.to_string(),
+            choice,
+        }),
     }
 }
 
@@ -136,12 +152,20 @@ fn reference_type(value: &Value) -> Option<String> {
         .and_then(Value::as_str)
         .and_then(split_reference)
         .and_then(|(ty, _)| ty);
-    typed.or_else(|| value.get("type").and_then(Value::as_str).map(str::to_string))
+    typed.or_else(|| {
+        value
+            .get("type")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    })
 }
 
 fn compile_branch(text: &str) -> Result<Branch, String> {
     let text = strip_outer_parens(text.trim());
-    let words: Vec<&str> = split_top_level(text, ' ').into_iter().filter(|w| !w.is_empty()).collect();
+    let words: Vec<&str> = split_top_level(text, ' ')
+        .into_iter()
+        .filter(|w| !w.is_empty())
+        .collect();
     let (path, cast) = match words.as_slice() {
         [path] => (*path, None),
         [path, "as", ty] if is_identifier(ty) => (*path, Some(*ty)),
@@ -150,7 +174,9 @@ fn compile_branch(text: &str) -> Result<Branch, String> {
     let mut segments = split_top_level(path, '.').into_iter();
     let base = segments.next().unwrap_or_default();
     if !base.starts_with(|c: char| c.is_ascii_uppercase()) || !is_identifier(base) {
-        return Err(format!("fhirpath branch {text:?} does not start with a resource type"));
+        return Err(format!(
+            "fhirpath branch {text:?} does not start with a resource type"
+        ));
     }
     let mut steps = Vec::new();
     for segment in segments {
@@ -176,17 +202,26 @@ fn compile_branch(text: &str) -> Result<Branch, String> {
     if let Some(ty) = cast {
         steps.push(Step::OfType(ty.to_string()));
     }
-    Ok(Branch { base: base.to_string(), steps })
+    Ok(Branch {
+        base: base.to_string(),
+        steps,
+    })
 }
 
 /// The argument text of `name(arg)`, if `segment` is that call.
 fn call<'s>(segment: &'s str, name: &str) -> Option<&'s str> {
-    segment.strip_prefix(name)?.strip_prefix('(')?.strip_suffix(')').map(str::trim)
+    segment
+        .strip_prefix(name)?
+        .strip_prefix('(')?
+        .strip_suffix(')')
+        .map(str::trim)
 }
 
 fn is_identifier(s: &str) -> bool {
     let mut chars = s.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
@@ -257,7 +292,10 @@ mod tests {
     #[test]
     fn arrays_are_flattened_at_every_step() {
         let patient = json!({"name": [{"given": ["A", "B"]}, {"given": ["C"]}]});
-        let got: Vec<Value> = paths("Patient.name.given", "Patient", &patient).into_iter().map(|p| p.1).collect();
+        let got: Vec<Value> = paths("Patient.name.given", "Patient", &patient)
+            .into_iter()
+            .map(|p| p.1)
+            .collect();
         assert_eq!(got, vec![json!("A"), json!("B"), json!("C")]);
     }
 
@@ -265,7 +303,10 @@ mod tests {
     fn choice_elements_and_casts() {
         let obs = json!({"effectiveDateTime": "2020", "valueQuantity": {"value": 1}});
         assert_eq!(paths("Observation.effective", "Observation", &obs).len(), 1);
-        assert_eq!(paths("(Observation.effective as dateTime)", "Observation", &obs).len(), 1);
+        assert_eq!(
+            paths("(Observation.effective as dateTime)", "Observation", &obs).len(),
+            1
+        );
         assert!(paths("(Observation.effective as Period)", "Observation", &obs).is_empty());
         assert!(paths("Observation.effective.ofType(Period)", "Observation", &obs).is_empty());
         // A name that is only the start of a longer lower-case name selects nothing.
@@ -275,11 +316,32 @@ mod tests {
     #[test]
     fn resolve_is_filters_references_by_target_type() {
         let obs = json!({"subject": {"reference": "Group/1"}});
-        assert!(paths("Observation.subject.where(resolve() is Patient)", "Observation", &obs).is_empty());
+        assert!(paths(
+            "Observation.subject.where(resolve() is Patient)",
+            "Observation",
+            &obs
+        )
+        .is_empty());
         let obs = json!({"subject": {"reference": "http://x/fhir/Patient/1/_history/3"}});
-        assert_eq!(paths("Observation.subject.where(resolve() is Patient)", "Observation", &obs).len(), 1);
+        assert_eq!(
+            paths(
+                "Observation.subject.where(resolve() is Patient)",
+                "Observation",
+                &obs
+            )
+            .len(),
+            1
+        );
         let obs = json!({"subject": {"reference": "urn:uuid:1", "type": "Patient"}});
-        assert_eq!(paths("Observation.subject.where(resolve() is Patient)", "Observation", &obs).len(), 1);
+        assert_eq!(
+            paths(
+                "Observation.subject.where(resolve() is Patient)",
+                "Observation",
+                &obs
+            )
+            .len(),
+            1
+        );
     }
 
     #[test]
@@ -287,6 +349,8 @@ mod tests {
         assert!(Expression::compile("Patient.telecom.where(system='phone')").is_err());
         assert!(Expression::compile("Bundle.entry[0].resource").is_err());
         assert!(Expression::compile("name.given").is_err());
-        assert!(Expression::compile("(ActivityDefinition.useContext.value as CodeableConcept)").is_ok());
+        assert!(
+            Expression::compile("(ActivityDefinition.useContext.value as CodeableConcept)").is_ok()
+        );
     }
 }

@@ -6,7 +6,8 @@ use super::reference::{is_id, split_reference};
 use super::registry::find_param;
 use super::text::{normalize, split_unescaped, unescape};
 use super::{
-    DatePrefix, Filter, ParamType, Predicate, SearchParamDef, SearchQuery, TokenSystem, MAX_PAGE_SIZE,
+    DatePrefix, Filter, ParamType, Predicate, SearchParamDef, SearchQuery, TokenSystem,
+    MAX_PAGE_SIZE,
 };
 use crate::{Issue, ModelError};
 
@@ -27,7 +28,9 @@ pub(super) fn parse_search(
         match name.as_str() {
             // Output options, not search parameters: neither applied nor ignored.
             "_format" | "_pretty" => {}
-            "_cursor" if value.is_empty() => issues.push(Issue::error(name, RULE, "empty _cursor value")),
+            "_cursor" if value.is_empty() => {
+                issues.push(Issue::error(name, RULE, "empty _cursor value"))
+            }
             "_cursor" => query.cursor = Some(value.clone()),
             "_count" => match parse_count(value) {
                 Some(count) => {
@@ -44,7 +47,11 @@ pub(super) fn parse_search(
             },
             "_type" if resource_type.is_none() => {
                 if saw_type {
-                    issues.push(Issue::error(name, RULE, "_type given more than once; list the types in one value"));
+                    issues.push(Issue::error(
+                        name,
+                        RULE,
+                        "_type given more than once; list the types in one value",
+                    ));
                     continue;
                 }
                 saw_type = true;
@@ -61,7 +68,9 @@ pub(super) fn parse_search(
                     query.filters.push(filter);
                     query.applied.push((name.clone(), value.clone()));
                 }
-                Parsed::NotSupported(message) if strict => issues.push(Issue::error(name, RULE, message)),
+                Parsed::NotSupported(message) if strict => {
+                    issues.push(Issue::error(name, RULE, message))
+                }
                 Parsed::NotSupported(_) => {
                     if !query.ignored.contains(name) {
                         query.ignored.push(name.clone());
@@ -121,14 +130,19 @@ fn parse_parameter(resource_type: Option<&str>, name: &str, value: &str, now_ms:
             Err(message) => return Parsed::Malformed(message),
         }
     }
-    Parsed::Filter(Filter { param: def.name.to_string(), any_of })
+    Parsed::Filter(Filter {
+        param: def.name.to_string(),
+        any_of,
+    })
 }
 
 fn parse_modifier(def: &SearchParamDef, modifier: Option<&str>) -> Result<Modifier, String> {
     match (def.kind, modifier) {
         (_, None) => Ok(Modifier::None),
         (ParamType::String, Some("exact")) => Ok(Modifier::Exact),
-        (ParamType::Reference, Some(ty)) if crate::is_resource_type(ty) => Ok(Modifier::Type(ty.to_string())),
+        (ParamType::Reference, Some(ty)) if crate::is_resource_type(ty) => {
+            Ok(Modifier::Type(ty.to_string()))
+        }
         (kind, Some(modifier)) => Err(format!(
             "unsupported modifier {modifier:?} on {} parameter {:?}",
             kind_name(kind),
@@ -147,7 +161,12 @@ fn kind_name(kind: ParamType) -> &'static str {
 }
 
 /// One comma-separated alternative, still escaped, as a predicate.
-fn predicate(kind: ParamType, modifier: &Modifier, piece: &str, now_ms: i64) -> Result<Predicate, String> {
+fn predicate(
+    kind: ParamType,
+    modifier: &Modifier,
+    piece: &str,
+    now_ms: i64,
+) -> Result<Predicate, String> {
     match kind {
         ParamType::String => {
             let text = unescape(piece);
@@ -183,7 +202,8 @@ fn token_predicate(piece: &str) -> Result<Predicate, String> {
 }
 
 fn date_predicate(value: &str, now_ms: i64) -> Result<Predicate, String> {
-    let starts_with_letters = value.len() >= 2 && value.as_bytes()[..2].iter().all(u8::is_ascii_alphabetic);
+    let starts_with_letters =
+        value.len() >= 2 && value.as_bytes()[..2].iter().all(u8::is_ascii_alphabetic);
     let (prefix, rest) = if starts_with_letters {
         let prefix = match &value[..2] {
             "eq" => DatePrefix::Eq,
@@ -205,7 +225,11 @@ fn date_predicate(value: &str, now_ms: i64) -> Result<Predicate, String> {
     // client sent as `+01:00`; a date has no other place for a space.
     let date = rest.replace(' ', "+");
     let (lo, hi) = parse_range(&date).ok_or_else(|| format!("invalid date {value:?}"))?;
-    let (lo, hi) = if prefix == DatePrefix::Ap { widen(lo, hi, now_ms) } else { (lo, hi) };
+    let (lo, hi) = if prefix == DatePrefix::Ap {
+        widen(lo, hi, now_ms)
+    } else {
+        (lo, hi)
+    };
     Ok(Predicate::Date { prefix, lo, hi })
 }
 
@@ -239,7 +263,10 @@ fn reference_predicate(value: &str, type_modifier: Option<&str>) -> Result<Predi
         (Some(modifier), _) => Some(modifier.to_string()),
         (None, ty) => ty,
     };
-    Ok(Predicate::Reference { target_type, target_id })
+    Ok(Predicate::Reference {
+        target_type,
+        target_id,
+    })
 }
 
 /// A non-negative decimal integer, capped to `MAX_PAGE_SIZE`. Too many digits for `usize` is
@@ -248,7 +275,12 @@ fn parse_count(value: &str) -> Option<usize> {
     if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    Some(value.parse::<usize>().unwrap_or(usize::MAX).min(MAX_PAGE_SIZE))
+    Some(
+        value
+            .parse::<usize>()
+            .unwrap_or(usize::MAX)
+            .min(MAX_PAGE_SIZE),
+    )
 }
 
 /// The comma-separated resource types of `_type`, each checked against R4.
@@ -285,34 +317,78 @@ mod tests {
     #[test]
     fn ap_widens_by_a_tenth_of_the_distance_from_now() {
         let now = ms(datetime!(2025-01-01 0:00 UTC));
-        let (lo, hi) = (ms(datetime!(2015-01-01 0:00 UTC)), ms(datetime!(2015-01-02 0:00 UTC)));
+        let (lo, hi) = (
+            ms(datetime!(2015-01-01 0:00 UTC)),
+            ms(datetime!(2015-01-02 0:00 UTC)),
+        );
         let margin = (now - hi) / 10;
         assert!(margin > 300 * DAY_MS);
-        assert_eq!(date("ap2015-01-01", now), Predicate::Date { prefix: DatePrefix::Ap, lo: lo - margin, hi: hi + margin });
+        assert_eq!(
+            date("ap2015-01-01", now),
+            Predicate::Date {
+                prefix: DatePrefix::Ap,
+                lo: lo - margin,
+                hi: hi + margin
+            }
+        );
 
         // In the future the distance is to the start.
-        let (lo, hi) = (ms(datetime!(2035-01-01 0:00 UTC)), ms(datetime!(2035-01-02 0:00 UTC)));
+        let (lo, hi) = (
+            ms(datetime!(2035-01-01 0:00 UTC)),
+            ms(datetime!(2035-01-02 0:00 UTC)),
+        );
         let margin = (lo - now) / 10;
-        assert_eq!(date("ap2035-01-01", now), Predicate::Date { prefix: DatePrefix::Ap, lo: lo - margin, hi: hi + margin });
+        assert_eq!(
+            date("ap2035-01-01", now),
+            Predicate::Date {
+                prefix: DatePrefix::Ap,
+                lo: lo - margin,
+                hi: hi + margin
+            }
+        );
     }
 
     #[test]
     fn ap_widens_by_at_least_a_day() {
         let now = ms(datetime!(2025-06-15 12:00 UTC));
-        let (lo, hi) = (ms(datetime!(2025-01-01 0:00 UTC)), ms(datetime!(2026-01-01 0:00 UTC)));
-        assert_eq!(date("ap2025", now), Predicate::Date { prefix: DatePrefix::Ap, lo: lo - DAY_MS, hi: hi + DAY_MS });
+        let (lo, hi) = (
+            ms(datetime!(2025-01-01 0:00 UTC)),
+            ms(datetime!(2026-01-01 0:00 UTC)),
+        );
+        assert_eq!(
+            date("ap2025", now),
+            Predicate::Date {
+                prefix: DatePrefix::Ap,
+                lo: lo - DAY_MS,
+                hi: hi + DAY_MS
+            }
+        );
         let t = ms(datetime!(2025-06-15 11:00 UTC));
         assert_eq!(
             date("ap2025-06-15T11:00:00Z", now),
-            Predicate::Date { prefix: DatePrefix::Ap, lo: t - DAY_MS, hi: t + 1000 + DAY_MS }
+            Predicate::Date {
+                prefix: DatePrefix::Ap,
+                lo: t - DAY_MS,
+                hi: t + 1000 + DAY_MS
+            }
         );
     }
 
     #[test]
     fn other_prefixes_are_not_widened() {
         let now = ms(datetime!(2025-01-01 0:00 UTC));
-        let (lo, hi) = (ms(datetime!(2015-01-01 0:00 UTC)), ms(datetime!(2015-01-02 0:00 UTC)));
-        assert_eq!(date("ne2015-01-01", now), Predicate::Date { prefix: DatePrefix::Ne, lo, hi });
+        let (lo, hi) = (
+            ms(datetime!(2015-01-01 0:00 UTC)),
+            ms(datetime!(2015-01-02 0:00 UTC)),
+        );
+        assert_eq!(
+            date("ne2015-01-01", now),
+            Predicate::Date {
+                prefix: DatePrefix::Ne,
+                lo,
+                hi
+            }
+        );
     }
 
     #[test]
@@ -320,7 +396,11 @@ mod tests {
         let t = ms(datetime!(2013-01-14 10:00 +01:00));
         assert_eq!(
             date("ge2013-01-14T10:00:00 01:00", 0),
-            Predicate::Date { prefix: DatePrefix::Ge, lo: t, hi: t + 1000 }
+            Predicate::Date {
+                prefix: DatePrefix::Ge,
+                lo: t,
+                hi: t + 1000
+            }
         );
     }
 

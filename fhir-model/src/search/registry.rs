@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use super::fhirpath::Expression;
 use super::{ParamType, SearchParamDef};
 
-/// Builds one row; a function rather than struct literals keeps the table one line per field.
+/// Builds one row, so that the table below reads as data rather than as struct syntax.
 const fn def(
     resource_type: &'static str,
     name: &'static str,
@@ -18,7 +18,13 @@ const fn def(
     expression: &'static str,
     documentation: &'static str,
 ) -> SearchParamDef {
-    SearchParamDef { resource_type, name, kind, expression, documentation }
+    SearchParamDef {
+        resource_type,
+        name,
+        kind,
+        expression,
+        documentation,
+    }
 }
 
 /// R4 `clinical-patient`, shared by most clinical resources; only the Observation branch is
@@ -55,7 +61,13 @@ SupplyRequest.authoredOn";
 
 /// Every supported parameter. Rows for one resource type stay together, common ones first.
 pub(super) static SEARCH_PARAMETERS: &[SearchParamDef] = &[
-    def("Resource", "_id", ParamType::Token, "Resource.id", "Logical id of this artifact"),
+    def(
+        "Resource",
+        "_id",
+        ParamType::Token,
+        "Resource.id",
+        "Logical id of this artifact",
+    ),
     def(
         "Resource",
         "_lastUpdated",
@@ -63,7 +75,13 @@ pub(super) static SEARCH_PARAMETERS: &[SearchParamDef] = &[
         "Resource.meta.lastUpdated",
         "When the resource version last changed",
     ),
-    def("Patient", "identifier", ParamType::Token, "Patient.identifier", "A patient identifier"),
+    def(
+        "Patient",
+        "identifier",
+        ParamType::Token,
+        "Patient.identifier",
+        "A patient identifier",
+    ),
     def(
         "Patient",
         "name",
@@ -113,7 +131,13 @@ pub(super) static SEARCH_PARAMETERS: &[SearchParamDef] = &[
         CLINICAL_PATIENT,
         "The subject that the observation is about (if patient)",
     ),
-    def("Observation", "code", ParamType::Token, CLINICAL_CODE, "The code of the observation type"),
+    def(
+        "Observation",
+        "code",
+        ParamType::Token,
+        CLINICAL_CODE,
+        "The code of the observation type",
+    ),
     def(
         "Observation",
         "category",
@@ -128,29 +152,45 @@ pub(super) static SEARCH_PARAMETERS: &[SearchParamDef] = &[
         CLINICAL_DATE,
         "Obtained date/time. If the obtained element is a period, a date that falls in the period",
     ),
-    def("Observation", "status", ParamType::Token, "Observation.status", "The status of the observation"),
+    def(
+        "Observation",
+        "status",
+        ParamType::Token,
+        "Observation.status",
+        "The status of the observation",
+    ),
 ];
 
 /// Elements of type `code` with a required binding to a single code system. A plain code found
-/// at one of these paths is indexed with that system, so `gender=http://hl7.org/fhir/administrative-gender|male`
-/// matches as well as `gender=male`. Keyed by element, not by parameter, because the binding
-/// belongs to the element and every parameter reaching it should agree.
+/// at one of these paths is indexed with that system, so `gender=<that system>|male` matches as
+/// well as `gender=male`. Keyed by element, not by parameter, because the binding belongs to
+/// the element and every parameter reaching it should agree.
 static CODE_SYSTEMS: &[(&str, &str)] = &[
-    ("Patient.gender", "http://hl7.org/fhir/administrative-gender"),
-    ("Observation.status", "http://hl7.org/fhir/observation-status"),
+    (
+        "Patient.gender",
+        "http://hl7.org/fhir/administrative-gender",
+    ),
+    (
+        "Observation.status",
+        "http://hl7.org/fhir/observation-status",
+    ),
 ];
 
 /// The parameter `name` for `resource_type` (None: system level, common parameters only).
-pub(super) fn find_param(resource_type: Option<&str>, name: &str) -> Option<(usize, &'static SearchParamDef)> {
+pub(super) fn find_param(
+    resource_type: Option<&str>,
+    name: &str,
+) -> Option<(usize, &'static SearchParamDef)> {
     let own = resource_type.filter(|rt| *rt != "Resource");
-    SEARCH_PARAMETERS
-        .iter()
-        .enumerate()
-        .find(|(_, p)| p.name == name && (p.resource_type == "Resource" || Some(p.resource_type) == own))
+    SEARCH_PARAMETERS.iter().enumerate().find(|(_, p)| {
+        p.name == name && (p.resource_type == "Resource" || Some(p.resource_type) == own)
+    })
 }
 
 /// The parameters that apply to a resource of `resource_type`, with their table index.
-pub(super) fn params_for(resource_type: &str) -> impl Iterator<Item = (usize, &'static SearchParamDef)> + '_ {
+pub(super) fn params_for(
+    resource_type: &str,
+) -> impl Iterator<Item = (usize, &'static SearchParamDef)> + '_ {
     SEARCH_PARAMETERS
         .iter()
         .enumerate()
@@ -162,14 +202,22 @@ pub(super) fn params_for(resource_type: &str) -> impl Iterator<Item = (usize, &'
 pub(super) fn expression(index: usize) -> Option<&'static Expression> {
     static COMPILED: OnceLock<Vec<Option<Expression>>> = OnceLock::new();
     COMPILED
-        .get_or_init(|| SEARCH_PARAMETERS.iter().map(|p| Expression::compile(p.expression).ok()).collect())
+        .get_or_init(|| {
+            SEARCH_PARAMETERS
+                .iter()
+                .map(|p| Expression::compile(p.expression).ok())
+                .collect()
+        })
         .get(index)?
         .as_ref()
 }
 
 /// The code system implied for a plain code at `element_path` (`Patient.gender`), if any.
 pub(super) fn implicit_code_system(element_path: &str) -> Option<&'static str> {
-    CODE_SYSTEMS.iter().find(|(path, _)| *path == element_path).map(|(_, system)| *system)
+    CODE_SYSTEMS
+        .iter()
+        .find(|(path, _)| *path == element_path)
+        .map(|(_, system)| *system)
 }
 
 #[cfg(test)]
@@ -195,7 +243,8 @@ mod tests {
         for (i, a) in SEARCH_PARAMETERS.iter().enumerate() {
             for b in &SEARCH_PARAMETERS[i + 1..] {
                 assert!(
-                    !(a.name == b.name && (a.resource_type == b.resource_type || a.resource_type == "Resource")),
+                    !(a.name == b.name
+                        && (a.resource_type == b.resource_type || a.resource_type == "Resource")),
                     "{} declared twice for {}",
                     a.name,
                     b.resource_type

@@ -8,7 +8,10 @@ use unicode_normalization::UnicodeNormalization;
 /// `Zoë`, `ZOE` and `zoe` all become `zoe`. Lowercasing first matters: some capitals lowercase
 /// to a letter plus a combining mark, which the next step must see.
 pub(crate) fn normalize(text: &str) -> String {
-    text.to_lowercase().nfd().filter(|c| !is_combining_mark(*c)).collect()
+    text.to_lowercase()
+        .nfd()
+        .filter(|c| !is_combining_mark(*c))
+        .collect()
 }
 
 /// Splits `value` on every `sep` not escaped by a backslash. Pieces keep their escapes so a

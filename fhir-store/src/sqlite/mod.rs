@@ -235,8 +235,10 @@ impl ResourceStore for SqliteStore {
         let since_seq = match request.since {
             None => 0,
             Some(since) => {
-                let since_ms = i64::try_from(since.unix_timestamp_nanos().div_euclid(1_000_000))
-                    .unwrap_or(if since.unix_timestamp() < 0 { i64::MIN } else { i64::MAX });
+                // Stored times are whole milliseconds, so `>= since` means `>=` its ceiling.
+                let nanos = since.unix_timestamp_nanos();
+                let ceiling = nanos.div_euclid(1_000_000) + i128::from(nanos.rem_euclid(1_000_000) > 0);
+                let since_ms = i64::try_from(ceiling).unwrap_or(if ceiling < 0 { i64::MIN } else { i64::MAX });
                 let first: Option<i64> = sqlx::query_scalar(
                     "SELECT seq FROM versions WHERE last_updated >= ? ORDER BY last_updated, seq LIMIT 1",
                 )
