@@ -212,13 +212,17 @@ pub async fn expect_search(
     expected: &[&str],
 ) -> Result<(), CaseFailure> {
     let found = search(ctx, resource_type, params).await?;
-    let ids: Vec<String> = found
-        .entries
+    compare_ids(&match_ids(&found.entries), expected).map_err(|e| e.context(format!("search {resource_type}?{}", query(params))))
+}
+
+/// The ids of the searchset entries that are matches, leaving out included resources and
+/// OperationOutcome entries (search.mode `include` or `outcome`).
+pub fn match_ids(entries: &[Value]) -> Vec<String> {
+    entries
         .iter()
         .filter(|e| e["search"]["mode"].as_str().unwrap_or("match") == "match")
         .map(|e| e["resource"]["id"].as_str().unwrap_or("<no id>").to_string())
-        .collect();
-    compare_ids(&ids, expected).map_err(|e| e.context(format!("search {resource_type}?{}", query(params))))
+        .collect()
 }
 
 /// Compares found ids (in any order) with the expected set, naming repeats, misses and extras.

@@ -401,20 +401,26 @@ async fn write_version(
     })
 }
 
-/// Sets `id`, `meta.versionId` and `meta.lastUpdated`, keeping the rest of `meta`.
+/// Sets `id`, `meta.versionId` and `meta.lastUpdated`, keeping the rest of `meta`. `id` and
+/// `meta` go right after `resourceType`, where FHIR JSON conventionally has them.
 fn stamp(mut body: Value, id: &str, version: i64, now: &Timestamp) -> Result<Value, StoreError> {
     let Value::Object(resource) = &mut body else {
         return Err(StoreError::Backend { message: "resource body is not a json object".into(), source: None });
     };
-    resource.insert("id".into(), Value::String(id.into()));
-    let meta = resource.entry("meta").or_insert_with(|| Value::Object(Map::new()));
-    if !meta.is_object() {
-        *meta = Value::Object(Map::new());
+    let mut meta = match resource.shift_remove("meta") {
+        Some(Value::Object(meta)) => meta,
+        _ => Map::new(),
+    };
+    meta.insert("versionId".into(), Value::String(version.to_string()));
+    meta.insert("lastUpdated".into(), Value::String(now.text.clone()));
+    resource.shift_remove("id");
+    let mut at = 0;
+    if let Some(resource_type) = resource.shift_remove("resourceType") {
+        resource.shift_insert(0, "resourceType".into(), resource_type);
+        at = 1;
     }
-    if let Value::Object(meta) = meta {
-        meta.insert("versionId".into(), Value::String(version.to_string()));
-        meta.insert("lastUpdated".into(), Value::String(now.text.clone()));
-    }
+    resource.shift_insert(at, "id".into(), Value::String(id.into()));
+    resource.shift_insert(at + 1, "meta".into(), Value::Object(meta));
     Ok(body)
 }
 
