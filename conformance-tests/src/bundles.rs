@@ -14,7 +14,11 @@ async fn post_bundle(ctx: &Ctx, bundle: &Value) -> Result<Reply, CaseFailure> {
 /// The response Bundle of a successful batch or transaction, with one entry per request entry.
 fn response_bundle(reply: &Reply, bundle_type: &str, entry_count: usize) -> Result<Value, CaseFailure> {
     let bundle = reply.expect(200)?.resource("Bundle")?;
-    check!(bundle["type"] == bundle_type, "{}", reply.failure(format!("expected Bundle.type {bundle_type}, got {}", bundle["type"])));
+    check!(
+        bundle["type"] == bundle_type,
+        "{}",
+        reply.failure(format!("expected Bundle.type {bundle_type}, got {}", bundle["type"]))
+    );
     let entries = fhir::entries(&bundle);
     check!(
         entries.len() == entry_count,
@@ -78,8 +82,10 @@ async fn ensure_patient(ctx: &Ctx, id: &str, versions: u64) -> Result<u64, CaseF
 
 pub async fn corpus_transaction_succeeds(ctx: &Ctx) -> CaseResult {
     let path = ctx.corpus_dir().join("Bundle-bundle-transaction.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| CaseFailure::new(format!("cannot read {}: {e}", path.display())))?;
-    let mut transaction: Value = serde_json::from_str(&text).map_err(|e| CaseFailure::new(format!("{}: {e}", path.display())))?;
+    let text =
+        std::fs::read_to_string(&path).map_err(|e| CaseFailure::new(format!("cannot read {}: {e}", path.display())))?;
+    let mut transaction: Value =
+        serde_json::from_str(&text).map_err(|e| CaseFailure::new(format!("{}: {e}", path.display())))?;
     // The example updates Patient/123a only if it is at version 2, deletes Patient/234 and
     // reads Patient/12334: make them exist so that every entry can succeed.
     let version = ensure_patient(ctx, "123a", 2).await?;
@@ -98,14 +104,44 @@ pub async fn corpus_transaction_succeeds(ctx: &Ctx) -> CaseResult {
     let count = fhir::entries(&transaction).len();
     let reply = post_bundle(ctx, &transaction).await?;
     let response = response_bundle(&reply, "transaction-response", count)?;
+    // The example also invokes `ValueSet/$lookup`, an operation R4 defines only on CodeSystem.
+    // An operation writes nothing, so it cannot break the atomicity of the writes: it must be
+    // answered in its own entry, either with a result or with a 4xx/5xx OperationOutcome.
+    let is_operation = |q: &Value| q["request"]["url"].as_str().is_some_and(|u| u.contains("/$"));
+    for (r, q) in fhir::entries(&response).iter().zip(fhir::entries(&transaction)) {
+        if is_operation(q) && !status_of(r).starts_with('2') {
+            check!(
+                r["response"]["outcome"]["resourceType"] == "OperationOutcome",
+                "{}",
+                reply.failure("a failed operation entry must carry an OperationOutcome in response.outcome")
+            );
+        }
+    }
     let failed: Vec<String> = fhir::entries(&response)
         .iter()
         .zip(fhir::entries(&transaction))
+        .filter(|(_, q)| !is_operation(q))
         .filter(|(r, _)| !(status_of(r).starts_with('2') || status_of(r).starts_with("304")))
-        .map(|(r, q)| format!("{} {} → {}", q["request"]["method"], q["request"]["url"], status_of(r)))
+        .map(|(r, q)| {
+            format!(
+                "{} {} → {}",
+                q["request"]["method"].as_str().unwrap_or("?"),
+                q["request"]["url"].as_str().unwrap_or("?"),
+                status_of(r)
+            )
+        })
         .collect();
-    check!(failed.is_empty(), "{}", reply.failure(format!("entries did not succeed: {}", failed.join(", "))));
+    check!(
+        failed.is_empty(),
+        "{}",
+        reply.failure(format!(
+            "the transaction answered 200 although entries failed (a transaction is all or nothing): {}",
+            failed.join(", ")
+        ))
+    );
     ctx.get("Patient/234").send().await?.expect_error(410)?;
+    // The writes were committed: the PUT of Patient/123 is readable.
+    ctx.get("Patient/123").send().await?.expect(200)?;
     Ok(())
 }
 
@@ -116,7 +152,11 @@ pub async fn transaction_rewrites_urn_uuid_references(ctx: &Ctx) -> CaseResult {
     let transaction = bundle(
         "transaction",
         vec![
-            entry(Some(&urn()), Some(fhir::heart_rate(&patient_urn, 72)), json!({ "method": "POST", "url": "Observation" })),
+            entry(
+                Some(&urn()),
+                Some(fhir::heart_rate(&patient_urn, 72)),
+                json!({ "method": "POST", "url": "Observation" }),
+            ),
             entry(Some(&patient_urn), Some(scope.patient("1")), json!({ "method": "POST", "url": "Patient" })),
         ],
     );
@@ -124,7 +164,11 @@ pub async fn transaction_rewrites_urn_uuid_references(ctx: &Ctx) -> CaseResult {
     let response = response_bundle(&reply, "transaction-response", 2)?;
     let entries = fhir::entries(&response);
     for (n, e) in entries.iter().enumerate() {
-        check!(status_of(e).starts_with("201"), "{}", reply.failure(format!("entry {n}: expected status 201, got {:?}", status_of(e))));
+        check!(
+            status_of(e).starts_with("201"),
+            "{}",
+            reply.failure(format!("entry {n}: expected status 201, got {:?}", status_of(e)))
+        );
     }
     let observation_id = id_from_location(&entries[0], "Observation").map_err(|e| e.context(reply.request_line()))?;
     let patient_id = id_from_location(&entries[1], "Patient").map_err(|e| e.context(reply.request_line()))?;
@@ -144,7 +188,11 @@ pub async fn transaction_with_invalid_entry_persists_nothing(ctx: &Ctx) -> CaseR
         "transaction",
         vec![
             entry(Some(&patient_urn), Some(scope.patient("1")), json!({ "method": "POST", "url": "Patient" })),
-            entry(Some(&urn()), Some(fhir::heart_rate(&patient_urn, 350)), json!({ "method": "POST", "url": "Observation" })),
+            entry(
+                Some(&urn()),
+                Some(fhir::heart_rate(&patient_urn, 350)),
+                json!({ "method": "POST", "url": "Observation" }),
+            ),
         ],
     );
     let reply = post_bundle(ctx, &transaction).await?;
@@ -163,7 +211,11 @@ pub async fn transaction_with_if_match_conflict_persists_nothing(ctx: &Ctx) -> C
         "transaction",
         vec![
             entry(Some(&urn()), Some(scope.patient("new")), json!({ "method": "POST", "url": "Patient" })),
-            entry(None, Some(changed), json!({ "method": "PUT", "url": format!("Patient/{id}"), "ifMatch": "W/\"7\"" })),
+            entry(
+                None,
+                Some(changed),
+                json!({ "method": "PUT", "url": format!("Patient/{id}"), "ifMatch": "W/\"7\"" }),
+            ),
         ],
     );
     let reply = post_bundle(ctx, &transaction).await?;
@@ -181,11 +233,16 @@ pub async fn transaction_resolves_conditional_reference(ctx: &Ctx) -> CaseResult
     let conditional = format!("Patient?identifier={}", scope.token("ref"));
     let transaction = bundle(
         "transaction",
-        vec![entry(Some(&urn()), Some(fhir::heart_rate(&conditional, 72)), json!({ "method": "POST", "url": "Observation" }))],
+        vec![entry(
+            Some(&urn()),
+            Some(fhir::heart_rate(&conditional, 72)),
+            json!({ "method": "POST", "url": "Observation" }),
+        )],
     );
     let reply = post_bundle(ctx, &transaction).await?;
     let response = response_bundle(&reply, "transaction-response", 1)?;
-    let observation_id = id_from_location(&fhir::entries(&response)[0], "Observation").map_err(|e| e.context(reply.request_line()))?;
+    let observation_id =
+        id_from_location(&fhir::entries(&response)[0], "Observation").map_err(|e| e.context(reply.request_line()))?;
     let observation = fhir::read(ctx, "Observation", &observation_id).await?;
     let subject = observation["subject"]["reference"].as_str().unwrap_or_default();
     check!(
@@ -209,8 +266,16 @@ pub async fn batch_reports_each_entry(ctx: &Ctx) -> CaseResult {
     let reply = post_bundle(ctx, &batch).await?;
     let response = response_bundle(&reply, "batch-response", 2)?;
     let entries = fhir::entries(&response);
-    check!(status_of(&entries[0]).starts_with("201"), "{}", reply.failure(format!("entry 0: expected 201, got {:?}", status_of(&entries[0]))));
-    check!(status_of(&entries[1]).starts_with('4'), "{}", reply.failure(format!("entry 1: expected a 4xx, got {:?}", status_of(&entries[1]))));
+    check!(
+        status_of(&entries[0]).starts_with("201"),
+        "{}",
+        reply.failure(format!("entry 0: expected 201, got {:?}", status_of(&entries[0])))
+    );
+    check!(
+        status_of(&entries[1]).starts_with('4'),
+        "{}",
+        reply.failure(format!("entry 1: expected a 4xx, got {:?}", status_of(&entries[1])))
+    );
     let outcome = &entries[1]["response"]["outcome"];
     check!(
         outcome["resourceType"] == "OperationOutcome" && outcome["issue"].as_array().is_some_and(|i| !i.is_empty()),

@@ -7,7 +7,8 @@ use crate::{CaseResult, Ctx};
 
 /// Search parameters and interactions each resource type must declare.
 const REQUIRED: &[(&str, &[&str])] = &[("Patient", &["name", "birthdate"]), ("Observation", &["code", "date"])];
-const INTERACTIONS: &[&str] = &["read", "vread", "update", "delete", "create", "search-type", "history-instance", "history-type"];
+const INTERACTIONS: &[&str] =
+    &["read", "vread", "update", "delete", "create", "search-type", "history-instance", "history-type"];
 
 pub async fn metadata_is_a_capability_statement(ctx: &Ctx) -> CaseResult {
     let reply = ctx.get("metadata").send().await?;
@@ -16,7 +17,11 @@ pub async fn metadata_is_a_capability_statement(ctx: &Ctx) -> CaseResult {
     check!(statement["fhirVersion"] == "4.0.1", "{}", complain(format!("fhirVersion is {}", statement["fhirVersion"])));
     let formats: Vec<&str> = statement["format"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
     for wanted in ["json", "xml"] {
-        check!(formats.iter().any(|f| f.contains(wanted)), "{}", complain(format!("format {formats:?} lacks {wanted}")));
+        check!(
+            formats.iter().any(|f| f.contains(wanted)),
+            "{}",
+            complain(format!("format {formats:?} lacks {wanted}"))
+        );
     }
     let resources = statement["rest"][0]["resource"].as_array().cloned().unwrap_or_default();
     for (resource_type, params) in REQUIRED {
@@ -26,7 +31,11 @@ pub async fn metadata_is_a_capability_statement(ctx: &Ctx) -> CaseResult {
         let declared: Vec<&str> =
             resource["searchParam"].as_array().into_iter().flatten().filter_map(|p| p["name"].as_str()).collect();
         for param in *params {
-            check!(declared.contains(param), "{}", complain(format!("{resource_type} search params {declared:?} lack {param}")));
+            check!(
+                declared.contains(param),
+                "{}",
+                complain(format!("{resource_type} search params {declared:?} lack {param}"))
+            );
         }
         let interactions: Vec<&str> =
             resource["interaction"].as_array().into_iter().flatten().filter_map(|i| i["code"].as_str()).collect();

@@ -48,7 +48,8 @@ async fn increment(ctx: &Ctx, id: &str, retries: &AtomicUsize) -> CaseResult {
         let reply = ctx.get(&format!("Patient/{id}")).send().await?;
         let mut patient = reply.expect(200)?.resource("Patient")?;
         let etag = format!("W/\"{}\"", reply.etag_version()?);
-        let counter = patient["multipleBirthInteger"].as_u64().ok_or_else(|| reply.failure("no multipleBirthInteger"))?;
+        let counter =
+            patient["multipleBirthInteger"].as_u64().ok_or_else(|| reply.failure("no multipleBirthInteger"))?;
         patient["multipleBirthInteger"] = (counter + 1).into();
         let reply = ctx.put(&format!("Patient/{id}")).if_match(&etag).json(&patient).send().await?;
         match reply.status {

@@ -67,7 +67,11 @@ pub async fn update_with_two_matches_is_412(ctx: &Ctx) -> CaseResult {
     ctx.put(&url).json(&scope.patient("1")).send().await?.expect_error(412)?;
     for patient in [&a, &b] {
         let read = fhir::read(ctx, "Patient", fhir::id_of(patient)?).await?;
-        check!(fhir::version_of(&read) == Some("1"), "a rejected conditional update changed {}", fhir::reference_to(patient)?);
+        check!(
+            fhir::version_of(&read) == Some("1"),
+            "a rejected conditional update changed {}",
+            fhir::reference_to(patient)?
+        );
     }
     Ok(())
 }

@@ -28,12 +28,19 @@ async fn round_trip_all(ctx: &Ctx, resource_type: &str) -> CaseResult {
             failures.push(format!("{name}: {e}"));
         }
     }
-    check!(failures.is_empty(), "{} of {} {resource_type} examples failed:\n{}", failures.len(), files.len(), failures.join("\n"));
+    check!(
+        failures.is_empty(),
+        "{} of {} {resource_type} examples failed:\n{}",
+        failures.len(),
+        files.len(),
+        failures.join("\n")
+    );
     Ok(())
 }
 
 fn corpus_files(dir: &Path, resource_type: &str) -> Result<Vec<PathBuf>, CaseFailure> {
-    let listing = std::fs::read_dir(dir).map_err(|e| CaseFailure::new(format!("cannot list {}: {e}", dir.display())))?;
+    let listing =
+        std::fs::read_dir(dir).map_err(|e| CaseFailure::new(format!("cannot list {}: {e}", dir.display())))?;
     let prefix = format!("{resource_type}-");
     let mut files: Vec<PathBuf> = listing
         .filter_map(|entry| entry.ok().map(|e| e.path()))

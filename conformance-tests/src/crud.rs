@@ -62,7 +62,11 @@ pub async fn vread_returns_the_version_asked_for(ctx: &Ctx) -> CaseResult {
     for (version, active) in [("1", true), ("2", false)] {
         let reply = ctx.get(&format!("Patient/{id}/_history/{version}")).send().await?;
         let read = reply.expect(200)?.resource("Patient")?;
-        check!(fhir::version_of(&read) == Some(version), "{}", reply.failure(format!("expected meta.versionId {version}")));
+        check!(
+            fhir::version_of(&read) == Some(version),
+            "{}",
+            reply.failure(format!("expected meta.versionId {version}"))
+        );
         check!(read["active"] == active, "{}", reply.failure(format!("expected active {active} in version {version}")));
         check!(reply.etag_version()? == version, "{}", reply.failure(format!("expected ETag W/\"{version}\"")));
     }
@@ -165,10 +169,6 @@ pub async fn delete_keeps_history(ctx: &Ctx) -> CaseResult {
         "{}",
         reply.failure(format!("expected the newest entry to be the DELETE, got request {}", newest["request"]))
     );
-    check!(
-        newest["resource"].is_null(),
-        "{}",
-        reply.failure("the DELETE history entry carries a resource")
-    );
+    check!(newest["resource"].is_null(), "{}", reply.failure("the DELETE history entry carries a resource"));
     Ok(())
 }

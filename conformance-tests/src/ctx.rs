@@ -89,13 +89,7 @@ impl Ctx {
 
     /// A request that accepts FHIR JSON unless told otherwise.
     pub(crate) fn request(&self, method: Method, path: &str) -> Req<'_> {
-        Req {
-            ctx: self,
-            method,
-            url: self.url(path),
-            headers: vec![("Accept".into(), FHIR_JSON.into())],
-            body: None,
-        }
+        Req { ctx: self, method, url: self.url(path), headers: vec![("Accept".into(), FHIR_JSON.into())], body: None }
     }
 }
 

@@ -58,6 +58,12 @@ pub async fn error_bodies_are_operation_outcomes(ctx: &Ctx) -> CaseResult {
             problems.push(e.to_string());
         }
     }
-    check!(problems.is_empty(), "{} of {} error replies were wrong:\n{}", problems.len(), attempts.len(), problems.join("\n"));
+    check!(
+        problems.is_empty(),
+        "{} of {} error replies were wrong:\n{}",
+        problems.len(),
+        attempts.len(),
+        problems.join("\n")
+    );
     Ok(())
 }

@@ -13,8 +13,18 @@ use crate::CaseFailure;
 
 /// Characters escaped in a query value. `,` stays literal because it is FHIR's OR separator;
 /// `|`, `+`, `&` and `=` are escaped so that token systems and time zones arrive intact.
-const QUERY_VALUE: &AsciiSet =
-    &CONTROLS.add(b' ').add(b'"').add(b'#').add(b'%').add(b'&').add(b'+').add(b'<').add(b'=').add(b'>').add(b'|').add(b'\'');
+const QUERY_VALUE: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'&')
+    .add(b'+')
+    .add(b'<')
+    .add(b'=')
+    .add(b'>')
+    .add(b'|')
+    .add(b'\'');
 
 /// Most pages a paged read may follow before the case gives up (a loop guard).
 const MAX_PAGES: usize = 10_000;
@@ -113,7 +123,9 @@ pub async fn read(ctx: &Ctx, resource_type: &str, id: &str) -> Result<Value, Cas
 }
 
 pub fn resource_type(resource: &Value) -> Result<&str, CaseFailure> {
-    resource["resourceType"].as_str().ok_or_else(|| CaseFailure::new(format!("resource without resourceType: {resource}")))
+    resource["resourceType"]
+        .as_str()
+        .ok_or_else(|| CaseFailure::new(format!("resource without resourceType: {resource}")))
 }
 
 pub fn id_of(resource: &Value) -> Result<&str, CaseFailure> {
@@ -146,7 +158,11 @@ pub fn excerpt(value: &Value) -> String {
 
 /// `a=1&b=x%7Cy`: each value percent-encoded, names taken as given.
 pub fn query(params: &[(&str, &str)]) -> String {
-    params.iter().map(|(name, value)| format!("{name}={}", utf8_percent_encode(value, QUERY_VALUE))).collect::<Vec<_>>().join("&")
+    params
+        .iter()
+        .map(|(name, value)| format!("{name}={}", utf8_percent_encode(value, QUERY_VALUE)))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 pub fn entries(bundle: &Value) -> &[Value] {
@@ -212,7 +228,8 @@ pub async fn expect_search(
     expected: &[&str],
 ) -> Result<(), CaseFailure> {
     let found = search(ctx, resource_type, params).await?;
-    compare_ids(&match_ids(&found.entries), expected).map_err(|e| e.context(format!("search {resource_type}?{}", query(params))))
+    compare_ids(&match_ids(&found.entries), expected)
+        .map_err(|e| e.context(format!("search {resource_type}?{}", query(params))))
 }
 
 /// The ids of the searchset entries that are matches, leaving out included resources and
@@ -274,7 +291,9 @@ fn difference_at(path: &str, expected: &Value, got: &Value) -> Option<String> {
                 .map(|(key, value)| format!("{path}.{key}: unexpected {}", excerpt(value)))
         }
         (Value::Array(a), Value::Array(b)) => {
-            if let Some(d) = a.iter().zip(b).enumerate().find_map(|(i, (x, y))| difference_at(&format!("{path}[{i}]"), x, y)) {
+            if let Some(d) =
+                a.iter().zip(b).enumerate().find_map(|(i, (x, y))| difference_at(&format!("{path}[{i}]"), x, y))
+            {
                 return Some(d);
             }
             (a.len() != b.len()).then(|| format!("{path}: expected {} items, got {}", a.len(), b.len()))
@@ -395,8 +414,10 @@ mod tests {
 
     #[test]
     fn query_escapes_token_separators_but_not_commas() {
-        assert_eq!(query(&[("identifier", "http://x|1"), ("date", "ge2020-01-01T00:00:00+01:00,lt1")]),
-            "identifier=http://x%7C1&date=ge2020-01-01T00:00:00%2B01:00,lt1");
+        assert_eq!(
+            query(&[("identifier", "http://x|1"), ("date", "ge2020-01-01T00:00:00+01:00,lt1")]),
+            "identifier=http://x%7C1&date=ge2020-01-01T00:00:00%2B01:00,lt1"
+        );
     }
 
     #[test]

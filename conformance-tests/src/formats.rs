@@ -46,7 +46,10 @@ fn expect_xml_resource(reply: &Reply, resource_type: &str, id: &str) -> CaseResu
     let text = reply.text();
     match fhir::xml_root(&text) {
         Some((root, Some(ns))) if root == resource_type && ns == "http://hl7.org/fhir" => {}
-        other => return Err(reply.failure(format!("expected a <{resource_type} xmlns=\"http://hl7.org/fhir\"> root, got {other:?}"))),
+        other => {
+            return Err(reply
+                .failure(format!("expected a <{resource_type} xmlns=\"http://hl7.org/fhir\"> root, got {other:?}")))
+        }
     }
     match fhir::xml_id(&text) {
         Some(found) if found == id => Ok(()),
@@ -129,7 +132,11 @@ pub async fn unsupported_content_type_is_415(ctx: &Ctx) -> CaseResult {
 }
 
 pub async fn malformed_json_is_400(ctx: &Ctx) -> CaseResult {
-    ctx.post("Patient").body(FHIR_JSON, r#"{"resourceType": "Patient", "active": tru"#).send().await?.expect_error(400)?;
+    ctx.post("Patient")
+        .body(FHIR_JSON, r#"{"resourceType": "Patient", "active": tru"#)
+        .send()
+        .await?
+        .expect_error(400)?;
     Ok(())
 }
 

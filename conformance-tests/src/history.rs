@@ -19,14 +19,19 @@ pub async fn instance_history_is_newest_first(ctx: &Ctx) -> CaseResult {
     }
     let reply = ctx.get(&format!("Patient/{id}/_history")).send().await?;
     let bundle = reply.expect(200)?.resource("Bundle")?;
-    check!(bundle["type"] == "history", "{}", reply.failure(format!("expected Bundle.type history, got {}", bundle["type"])));
+    check!(
+        bundle["type"] == "history",
+        "{}",
+        reply.failure(format!("expected Bundle.type history, got {}", bundle["type"]))
+    );
     let entries = fhir::entries(&bundle);
     let versions: Vec<&str> = entries.iter().map(|e| fhir::version_of(&e["resource"]).unwrap_or("?")).collect();
     check!(versions == ["3", "2", "1"], "{}", reply.failure(format!("expected versions [3, 2, 1], got {versions:?}")));
     for (entry, (method, status)) in entries.iter().zip([("PUT", "200"), ("PUT", "200"), ("POST", "201")]) {
         check_entry(entry).map_err(|e| e.context(reply.request_line()))?;
         check!(
-            entry["request"]["method"] == method && entry["response"]["status"].as_str().is_some_and(|s| s.starts_with(status)),
+            entry["request"]["method"] == method
+                && entry["response"]["status"].as_str().is_some_and(|s| s.starts_with(status)),
             "{}: expected request.method {method} and response.status {status} in entry {}",
             reply.request_line(),
             fhir::excerpt(entry)
@@ -123,13 +128,21 @@ fn check_paged_history(entries: &[Value], written: &[Value], only_type: Option<&
         }
         let key = match (resource["resourceType"].as_str(), resource["id"].as_str(), fhir::version_of(resource)) {
             (Some(t), Some(id), Some(v)) => format!("{t}/{id}/_history/{v}"),
-            _ => entry["request"]["url"].as_str().unwrap_or_default().to_string() + " (" + entry["response"]["etag"].as_str().unwrap_or("") + ")",
+            // A delete carries no resource: its request URL and ETag identify the version.
+            _ => format!(
+                "{} {}",
+                entry["request"]["url"].as_str().unwrap_or_default(),
+                entry["response"]["etag"].as_str().unwrap_or_default()
+            ),
         };
         check!(seen.insert(key.clone()), "{key} appears twice in the history");
         let stamp = resource["meta"]["lastUpdated"].as_str().or(entry["response"]["lastModified"].as_str());
         if let Some(instant) = stamp.and_then(fhir::parse_instant) {
             if let Some(before) = previous {
-                check!(instant <= before, "history is not newest first: {key} ({instant}) follows an entry from {before}");
+                check!(
+                    instant <= before,
+                    "history is not newest first: {key} ({instant}) follows an entry from {before}"
+                );
             }
             previous = Some(instant);
         }

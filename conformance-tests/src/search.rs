@@ -101,12 +101,24 @@ pub async fn searchset_has_self_link_and_match_mode(ctx: &Ctx) -> CaseResult {
     let url = format!("Patient?{}", fhir::query(&[("identifier", &scope.any())]));
     let reply = ctx.get(&url).send().await?;
     let bundle = reply.expect(200)?.resource("Bundle")?;
-    check!(bundle["type"] == "searchset", "{}", reply.failure(format!("expected Bundle.type searchset, got {}", bundle["type"])));
+    check!(
+        bundle["type"] == "searchset",
+        "{}",
+        reply.failure(format!("expected Bundle.type searchset, got {}", bundle["type"]))
+    );
     check!(fhir::link(&bundle, "self").is_some(), "{}", reply.failure("no self link"));
     let entries = fhir::entries(&bundle);
-    check!(entries.len() == ids.len(), "{}", reply.failure(format!("expected {} entries, got {}", ids.len(), entries.len())));
+    check!(
+        entries.len() == ids.len(),
+        "{}",
+        reply.failure(format!("expected {} entries, got {}", ids.len(), entries.len()))
+    );
     for entry in entries {
-        check!(entry["search"]["mode"] == "match", "{}", reply.failure(format!("entry without search.mode match: {}", fhir::excerpt(entry))));
+        check!(
+            entry["search"]["mode"] == "match",
+            "{}",
+            reply.failure(format!("entry without search.mode match: {}", fhir::excerpt(entry)))
+        );
         let id = entry["resource"]["id"].as_str().unwrap_or_default();
         let full_url = entry["fullUrl"].as_str().unwrap_or_default();
         check!(
@@ -280,7 +292,8 @@ pub async fn observation_by_status(ctx: &Ctx) -> CaseResult {
     let obs = observations(ctx).await?;
     let subject = format!("Patient/{}", obs.patient);
     expect_search(ctx, "Observation", &[("subject", &subject), ("status", "final")], &[obs.id(1)]).await?;
-    expect_search(ctx, "Observation", &[("subject", &subject), ("status", "final,amended")], &[obs.id(1), obs.id(3)]).await?;
+    expect_search(ctx, "Observation", &[("subject", &subject), ("status", "final,amended")], &[obs.id(1), obs.id(3)])
+        .await?;
     expect_search(ctx, "Observation", &[("subject", &subject), ("status", "cancelled")], &[]).await
 }
 
@@ -304,13 +317,21 @@ pub async fn and_or_combinations(ctx: &Ctx) -> CaseResult {
     let (scope, ids) = three_patients(ctx).await?;
     let (a, b, c) = (ids[0].as_str(), ids[1].as_str(), ids[2].as_str());
     let scoped = scope.any();
-    expect_search(ctx, "Patient", &[("identifier", &scoped), ("gender", "female"), ("birthdate", "ge1980")], &[c]).await?;
-    expect_search(ctx, "Patient", &[("identifier", &scoped), ("gender", "female,male"), ("birthdate", "lt1985")], &[a, b])
+    expect_search(ctx, "Patient", &[("identifier", &scoped), ("gender", "female"), ("birthdate", "ge1980")], &[c])
         .await?;
-    expect_search(ctx, "Patient", &[("identifier", &scoped), ("birthdate", "ge1975"), ("birthdate", "le1985")], &[b]).await?;
+    expect_search(
+        ctx,
+        "Patient",
+        &[("identifier", &scoped), ("gender", "female,male"), ("birthdate", "lt1985")],
+        &[a, b],
+    )
+    .await?;
+    expect_search(ctx, "Patient", &[("identifier", &scoped), ("birthdate", "ge1975"), ("birthdate", "le1985")], &[b])
+        .await?;
     let either = format!("{},{}", scope.token("a"), scope.token("c"));
     expect_search(ctx, "Patient", &[("identifier", &either)], &[a, c]).await?;
-    expect_search(ctx, "Patient", &[("identifier", &scoped), ("name", "alpha,gamma"), ("gender", "female")], &[a, c]).await
+    expect_search(ctx, "Patient", &[("identifier", &scoped), ("name", "alpha,gamma"), ("gender", "female")], &[a, c])
+        .await
 }
 
 pub async fn paging_returns_every_match_once(ctx: &Ctx) -> CaseResult {
@@ -343,6 +364,10 @@ pub async fn unknown_parameter_lenient_is_ignored(ctx: &Ctx) -> CaseResult {
     let ids = fhir::match_ids(fhir::entries(&bundle));
     fhir::compare_ids(&ids, &[fhir::id_of(&created)?]).map_err(|e| e.context(reply.request_line()))?;
     let self_link = fhir::link(&bundle, "self").ok_or_else(|| reply.failure("no self link"))?;
-    check!(!self_link.contains("unknownparam"), "{}", reply.failure(format!("self link {self_link} keeps the ignored parameter")));
+    check!(
+        !self_link.contains("unknownparam"),
+        "{}",
+        reply.failure(format!("self link {self_link} keeps the ignored parameter"))
+    );
     Ok(())
 }

@@ -78,7 +78,8 @@ pub async fn future_effective_time_is_422(ctx: &Ctx) -> CaseResult {
     let subject = subject(ctx).await?;
     let mut observation = fhir::heart_rate(&subject, 72);
     let next_month = OffsetDateTime::now_utc() + Duration::days(30);
-    observation["effectiveDateTime"] = fhir::format_instant(next_month.replace_nanosecond(0).unwrap_or(next_month)).into();
+    observation["effectiveDateTime"] =
+        fhir::format_instant(next_month.replace_nanosecond(0).unwrap_or(next_month)).into();
     ctx.post("Observation").json(&observation).send().await?.expect_error(422)?;
     Ok(())
 }

@@ -36,7 +36,8 @@ fn main() {
     let phase = Duration::from_secs(seconds.max(1));
     let warmup = Duration::from_secs(seconds.clamp(1, 2));
     let parent = std::env::var_os("TESSERA_BENCH_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/var/tmp"));
-    let work_dir = tempfile::Builder::new().prefix("tessera-bench-").tempdir_in(&parent).expect("create the bench directory");
+    let work_dir =
+        tempfile::Builder::new().prefix("tessera-bench-").tempdir_in(&parent).expect("create the bench directory");
     let filesystem = filesystem_of(work_dir.path());
     if filesystem.volatile() {
         eprintln!("warning: {} is on {}; fsyncs there do not reach a disk", work_dir.path().display(), filesystem.kind);
@@ -95,7 +96,11 @@ fn main() {
     }
 
     let failed: u64 = phases.iter().map(|p| p.result.failures).sum();
-    print_report(&Context { phase, warmup, work_dir: work_dir.path(), filesystem: &filesystem, body_bytes }, &fsync, &phases);
+    print_report(
+        &Context { phase, warmup, work_dir: work_dir.path(), filesystem: &filesystem, body_bytes },
+        &fsync,
+        &phases,
+    );
 
     drop(client_runtime);
     drop(server_runtime);
@@ -410,14 +415,23 @@ struct Context<'a> {
 fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|text| text.lines().find_map(|l| l.strip_prefix("model name")?.split_once(':').map(|(_, m)| m.trim().to_string())))
+        .and_then(|text| {
+            text.lines().find_map(|l| l.strip_prefix("model name")?.split_once(':').map(|(_, m)| m.trim().to_string()))
+        })
         .unwrap_or_else(|| "unknown cpu".into())
 }
 
 fn print_report(ctx: &Context<'_>, fsync: &FsyncRates, phases: &[PhaseReport]) {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     println!();
-    println!("machine: {cores} cores ({}); data dir {} on {} ({}, mounted at {})", cpu_model(), ctx.work_dir.display(), ctx.filesystem.kind, ctx.filesystem.source, ctx.filesystem.mount_point);
+    println!(
+        "machine: {cores} cores ({}); data dir {} on {} ({}, mounted at {})",
+        cpu_model(),
+        ctx.work_dir.display(),
+        ctx.filesystem.kind,
+        ctx.filesystem.source,
+        ctx.filesystem.mount_point
+    );
     println!(
         "each phase: {} s warm-up, then {} s measured; Observation as stored: {} bytes; clients and servers share this machine",
         ctx.warmup.as_secs(),

@@ -96,7 +96,8 @@ fn every_reference_resolves_and_every_path_parameter_is_declared() {
                 .filter_map(|p| p["name"].as_str())
                 .collect();
             if declared != in_template {
-                problems.push(format!("{method} {path}: template has {in_template:?}, parameters declare {declared:?}"));
+                problems
+                    .push(format!("{method} {path}: template has {in_template:?}, parameters declare {declared:?}"));
             }
         }
     }
@@ -150,9 +151,11 @@ async fn routing_problem(server: &TestServer, method: &str, path: &str) -> Optio
     let body = response.text().await.unwrap_or_default();
     let unrouted = status == 404
         && serde_json::from_str::<Value>(&body).ok().is_some_and(|outcome| {
-            outcome["issue"].as_array().into_iter().flatten().any(|issue| {
-                issue["diagnostics"].as_str().is_some_and(|d| d.starts_with("http: no route for"))
-            })
+            outcome["issue"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|issue| issue["diagnostics"].as_str().is_some_and(|d| d.starts_with("http: no route for")))
         });
     if unrouted || status == 405 {
         Some(format!("{method} {path}: {status} {body}"))

@@ -24,7 +24,7 @@ pub fn validate(resource: &Value, now: OffsetDateTime) -> Result<(), ModelError>
     // Both structure checks always run, so that one response lists every problem: the schema
     // reports each violation with its exact location, fhirbolt catches what the schema allows
     // but the R4 model does not.
-    let typed_error = typed::check(resource_type, resource).err();
+    let typed_error = typed::check(resource).err();
     let mut issues = Vec::new();
     schema::check(resource_type, resource, &mut issues);
     if let Some(text) = typed_error {

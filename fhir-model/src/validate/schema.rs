@@ -8,7 +8,7 @@ use jsonschema::error::ValidationErrorKind;
 use jsonschema::{Draft, Registry, ValidationError, Validator};
 use serde_json::{json, Value};
 
-use crate::resource_types::{resource_types, schema_document};
+use crate::resource_types::{is_resource_type, resource_types, schema_document};
 use crate::Issue;
 
 /// The `id` the vendored schema declares; `$ref`s into it are resolved against this URI.
@@ -84,11 +84,40 @@ fn push_issues(resource_type: &str, error: &ValidationError<'_>, issues: &mut Ve
                         push_issues(resource_type, inner, issues);
                     }
                 }
-                None => issues.push(Issue::error(path, "json-schema", "value matches none of the allowed types")),
+                None => match error.instance().get("resourceType").and_then(Value::as_str) {
+                    Some(name) if !is_resource_type(name) => issues.push(Issue::error(
+                        format!("{path}.resourceType"),
+                        "json-schema",
+                        super::truncate(&format!("unknown resource type '{name}'")),
+                    )),
+                    _ => issues.push(Issue::error(path, "json-schema", "value matches none of the allowed types")),
+                },
             }
+        }
+        // The FHIR primitive patterns are long regular expressions that help no one reading an
+        // OperationOutcome; the primitive type's name says the same thing. A string given for
+        // a boolean or number fails both `type` and `pattern`; the type error is enough.
+        ValidationErrorKind::Pattern { .. } => {
+            if issues.last().is_some_and(|last| last.expression == path) {
+                return;
+            }
+            let value = error.instance().to_string();
+            let message = match primitive_type(error) {
+                Some(name) => format!("{value} is not a valid {name}"),
+                None => format!("{value} does not match the required pattern"),
+            };
+            issues.push(Issue::error(path, "json-schema", super::truncate(&message)));
         }
         _ => issues.push(Issue::error(path, "json-schema", super::truncate(&lowercase_first(error.to_string())))),
     }
+}
+
+/// The name of the schema definition whose keyword failed (`dateTime` for
+/// `/definitions/dateTime/pattern`).
+fn primitive_type<'e>(error: &'e ValidationError<'_>) -> Option<&'e str> {
+    let location = error.schema_path().as_str();
+    let rest = &location[location.rfind("/definitions/")? + "/definitions/".len()..];
+    rest.split('/').next().filter(|name| !name.is_empty())
 }
 
 /// The one branch of a failed `oneOf` whose errors do not include a mismatched `resourceType`.

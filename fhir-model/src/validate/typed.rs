@@ -1,7 +1,7 @@
 //! The bridge to fhirbolt's typed R4 model: strict deserialization of FHIR JSON values and the
 //! translation of fhirbolt's error text into issues.
 
-use fhirbolt::model::r4::{resources, Resource};
+use fhirbolt::model::r4::Resource;
 use fhirbolt::serde::{DeserializationConfig, DeserializationMode};
 use serde_json::Value;
 
@@ -18,19 +18,15 @@ pub(crate) fn to_typed(resource: Value) -> Result<Resource, String> {
     fhirbolt::json::from_json_value::<Resource>(resource, strict()).map_err(|e| e.to_string())
 }
 
-/// Checks that `resource` deserializes strictly, without keeping the typed value.
+/// Checks that `resource` deserializes strictly, without keeping the typed value. fhirbolt's
+/// deserializers only accept owned values, hence the clone.
 ///
-/// fhirbolt's `Resource` enum first builds its generic element tree and then the typed struct;
-/// for the types the server writes most, deserializing the concrete struct directly skips that
-/// second pass. fhirbolt's deserializers only accept owned values, hence the clone.
-pub(crate) fn check(resource_type: &str, resource: &Value) -> Result<(), String> {
-    let owned = resource.clone();
-    let result = match resource_type {
-        "Observation" => fhirbolt::json::from_json_value::<resources::Observation>(owned, strict()).map(drop),
-        "Patient" => fhirbolt::json::from_json_value::<resources::Patient>(owned, strict()).map(drop),
-        _ => fhirbolt::json::from_json_value::<Resource>(owned, strict()).map(drop),
-    };
-    result.map_err(|e| e.to_string())
+/// This goes through the `Resource` enum even though the type is known: in fhirbolt 0.4 the
+/// concrete resource structs (`resources::Observation`) cannot be deserialized from JSON on
+/// their own (they reject every decimal), only through the enum, which builds fhirbolt's
+/// element tree first.
+pub(crate) fn check(resource: &Value) -> Result<(), String> {
+    to_typed(resource.clone()).map(drop)
 }
 
 /// Turns one fhirbolt (serde) error message into an issue. serde's messages carry no path, so
@@ -50,7 +46,10 @@ pub(crate) fn issue(resource_type: &str, error_text: &str, resource: Option<&Val
     let message = match unknown {
         Some(field) => format!("unknown element '{field}'"),
         // serde appends the full list of allowed names, which can run to dozens of fields.
-        None => crate::validate::truncate(error_text.split(", expected one of").next().unwrap_or(error_text)),
+        None => crate::validate::truncate(&format!(
+            "not a valid r4 resource: {}",
+            error_text.split(", expected one of").next().unwrap_or(error_text)
+        )),
     };
     Issue::error(expression, "structure", message)
 }
