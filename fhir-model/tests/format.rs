@@ -166,6 +166,42 @@ fn malformed_xml_is_a_syntax_error() {
 }
 
 #[test]
+fn truncated_or_empty_xml_is_a_syntax_error() {
+    // quick-xml accepts a document that stops with elements open; Tessera must not, or a body
+    // cut short after any `>` would be stored as a smaller resource.
+    let bodies: [&[u8]; 4] = [
+        br#"<Patient xmlns="http://hl7.org/fhir"><active value="true"/>"#,
+        br#"<Patient xmlns="http://hl7.org/fhir"><name><family value="X"/></name>"#,
+        b"",
+        br#"<Patient xmlns="http://hl7.org/fhir"/><Patient xmlns="http://hl7.org/fhir"/>"#,
+    ];
+    for body in bodies {
+        let err = parse_resource(body, Format::Xml).unwrap_err();
+        assert!(matches!(err, ModelError::Syntax { format: "xml", .. }), "{}: {err:?}", String::from_utf8_lossy(body));
+    }
+}
+
+#[test]
+fn xml_is_compact_unless_pretty_is_asked_for() {
+    let value = json!({"resourceType": "Patient", "active": true, "name": [{"family": "Chalmers"}]});
+    let compact = String::from_utf8(serialize_resource(&value, Format::Xml, false).unwrap()).unwrap();
+    let pretty = String::from_utf8(serialize_resource(&value, Format::Xml, true).unwrap()).unwrap();
+    assert!(compact.contains(r#"<Patient xmlns="http://hl7.org/fhir"><active value="true"/><name>"#), "{compact}");
+    assert!(pretty.contains("\n  <active"), "{pretty}");
+    for xml in [compact, pretty] {
+        assert_eq!(parse_resource(xml.as_bytes(), Format::Xml).unwrap(), value);
+    }
+}
+
+#[test]
+fn malformed_narrative_in_json_cannot_be_written_as_xml() {
+    let value = json!({"resourceType": "Patient", "text": {"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\"><p>unclosed</div>"}});
+    let err = serialize_resource(&value, Format::Xml, false).unwrap_err();
+    let ModelError::Structure(issues) = &err else { panic!("expected a structure error, got {err:?}") };
+    assert_eq!(issues[0].expression, "Patient.text.div", "{issues:?}");
+}
+
+#[test]
 fn unknown_xml_element_is_a_structure_error_naming_it() {
     let xml = br#"<Patient xmlns="http://hl7.org/fhir"><active value="true"/><favouriteColour value="red"/></Patient>"#;
     let err = parse_resource(xml, Format::Xml).unwrap_err();

@@ -13,7 +13,7 @@ use crate::error::ApiError;
 use crate::fhir_http::{body_format, etag, negotiate, parse_form, read_body, render_value, respond, return_preference, ReturnPreference};
 use crate::routes::{
     body_value, check_type, condition, do_conditional_delete, do_conditional_update, do_create, do_delete, do_history,
-    do_read, do_search, do_update, do_vread, matches, new_id, now_instant, prepare, AppState,
+    do_read, do_search, do_update, do_vread, find_one, new_id, now_instant, prepare, AppState,
 };
 
 pub async fn handle(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
@@ -303,11 +303,8 @@ async fn plan_entry(ctx: &Ctx<'_>, entry: &Value, r: EntryRequest) -> Result<Pla
         ("GET", _, _) | ("HEAD", _, _) => Ok(Planned::Get(r)),
         ("POST", None, _) => {
             if let Some(q) = &r.if_none_exist {
-                let found = matches(ctx.state, &condition(&resource_type, q)?).await?;
-                match found.len() {
-                    0 => {}
-                    1 => return Ok(Planned::Existing(found.into_iter().next().expect("one match"))),
-                    _ => return Err(ApiError::PreconditionFailed(format!("ifNoneExist matched more than one {resource_type}"))),
+                if let Some(existing) = find_one(ctx.state, &condition(&resource_type, q)?, "ifNoneExist").await? {
+                    return Ok(Planned::Existing(existing));
                 }
             }
             Ok(write(new_id(), Some(need(resource)?), None, true))
@@ -320,26 +317,18 @@ async fn plan_entry(ctx: &Ctx<'_>, entry: &Value, r: EntryRequest) -> Result<Pla
             resource["id"] = Value::String(id.clone());
             Ok(write(id.clone(), Some(resource), r.if_match, false))
         }
-        ("PUT", None, Some(q)) => {
-            let found = matches(ctx.state, &condition(&resource_type, q)?).await?;
-            match found.as_slice() {
-                [] => {
-                    let id = resource.as_ref().and_then(|v| v.get("id")).and_then(Value::as_str).map(str::to_string).unwrap_or_else(new_id);
-                    Ok(write(id, Some(need(resource)?), None, false))
-                }
-                [one] => Ok(write(one.id.clone(), Some(need(resource)?), Some(one.version), false)),
-                _ => Err(ApiError::PreconditionFailed(format!("conditional update matched more than one {resource_type}"))),
+        ("PUT", None, Some(q)) => match find_one(ctx.state, &condition(&resource_type, q)?, "conditional update").await? {
+            None => {
+                let id = resource.as_ref().and_then(|v| v.get("id")).and_then(Value::as_str).map(str::to_string).unwrap_or_else(new_id);
+                Ok(write(id, Some(need(resource)?), None, false))
             }
-        }
+            Some(one) => Ok(write(one.id.clone(), Some(need(resource)?), Some(one.version), false)),
+        },
         ("DELETE", Some(id), _) => Ok(write(id.clone(), None, r.if_match, false)),
-        ("DELETE", None, Some(q)) => {
-            let found = matches(ctx.state, &condition(&resource_type, q)?).await?;
-            match found.as_slice() {
-                [] => Ok(Planned::NoOp),
-                [one] => Ok(write(one.id.clone(), None, Some(one.version), false)),
-                _ => Err(ApiError::PreconditionFailed(format!("conditional delete matched more than one {resource_type}"))),
-            }
-        }
+        ("DELETE", None, Some(q)) => match find_one(ctx.state, &condition(&resource_type, q)?, "conditional delete").await? {
+            None => Ok(Planned::NoOp),
+            Some(one) => Ok(write(one.id.clone(), None, Some(one.version), false)),
+        },
         (method, _, _) => Err(ApiError::BadRequest(format!("unsupported transaction entry {method} {resource_type}"))),
     }
 }
@@ -374,11 +363,9 @@ async fn rewrite_references(ctx: &Ctx<'_>, value: &mut Value, ids: &HashMap<Stri
         let text = reference.as_str().unwrap_or_default().to_string();
         let (resource_type, q) = text.split_once('?').unwrap_or_default();
         check_type(resource_type)?;
-        let found = matches(ctx.state, &condition(resource_type, q)?).await?;
-        match found.as_slice() {
-            [one] => *reference = Value::String(format!("{resource_type}/{}", one.id)),
-            [] => return Err(ApiError::NotFound(format!("conditional reference {text} matched nothing"))),
-            _ => return Err(ApiError::PreconditionFailed(format!("conditional reference {text} matched more than one resource"))),
+        match find_one(ctx.state, &condition(resource_type, q)?, "conditional reference").await? {
+            Some(one) => *reference = Value::String(format!("{resource_type}/{}", one.id)),
+            None => return Err(ApiError::NotFound(format!("conditional reference {text} matched nothing"))),
         }
     }
     Ok(())

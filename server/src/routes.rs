@@ -152,9 +152,14 @@ pub(crate) fn condition(resource_type: &str, query: &str) -> Result<SearchQuery,
     Ok(q)
 }
 
-/// Finds the matches of a condition: at most two are needed to tell 0, 1 or many.
-pub(crate) async fn matches(state: &AppState, query: &SearchQuery) -> Result<Vec<StoredResource>, ApiError> {
-    Ok(state.store.search(query).await?.resources)
+/// The one resource a conditional operation's query matches: None for no match, an error
+/// naming `operation` for several (the spec's 412). Two results are enough to tell.
+pub(crate) async fn find_one(state: &AppState, query: &SearchQuery, operation: &str) -> Result<Option<StoredResource>, ApiError> {
+    let mut found = state.store.search(query).await?.resources;
+    match found.len() {
+        0 | 1 => Ok(found.pop()),
+        _ => Err(ApiError::PreconditionFailed(format!("{operation} matched more than one {}", query.resource_type.as_deref().unwrap_or("resource")))),
+    }
 }
 
 pub(crate) async fn do_create(
@@ -196,14 +201,13 @@ pub(crate) async fn do_conditional_update(
     mut resource: Value,
 ) -> Result<(StatusCode, StoredResource), ApiError> {
     let q = condition(resource_type, query)?;
-    let found = matches(state, &q).await?;
-    match found.as_slice() {
-        [] => {
+    match find_one(state, &q, "conditional update").await? {
+        None => {
             let id = resource.get("id").and_then(Value::as_str).map(str::to_string).unwrap_or_else(new_id);
             resource["id"] = Value::String(id.clone());
             do_update(state, resource_type, &id, resource, None).await
         }
-        [one] => {
+        Some(one) => {
             if resource.get("id").is_none() {
                 resource["id"] = Value::String(one.id.clone());
             }
@@ -213,7 +217,6 @@ pub(crate) async fn do_conditional_update(
                 other => other,
             })
         }
-        _ => Err(ApiError::PreconditionFailed(format!("conditional update matched more than one {resource_type}"))),
     }
 }
 
@@ -229,11 +232,9 @@ pub(crate) async fn do_delete(
 
 pub(crate) async fn do_conditional_delete(state: &AppState, resource_type: &str, query: &str) -> Result<Option<StoredResource>, ApiError> {
     let q = condition(resource_type, query)?;
-    let found = matches(state, &q).await?;
-    match found.as_slice() {
-        [] => Ok(None),
-        [one] => do_delete(state, resource_type, &one.id, Some(one.version)).await,
-        _ => Err(ApiError::PreconditionFailed(format!("conditional delete matched more than one {resource_type}"))),
+    match find_one(state, &q, "conditional delete").await? {
+        None => Ok(None),
+        Some(one) => do_delete(state, resource_type, &one.id, Some(one.version)).await,
     }
 }
 
