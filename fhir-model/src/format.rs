@@ -61,9 +61,9 @@ fn serialize_xml(resource: &Value, pretty: bool) -> Result<Vec<u8>, ModelError> 
 }
 
 fn write_xml(resource_type: &str, original: &Value, value: Value, pretty: bool) -> Result<Vec<u8>, ModelError> {
-    let typed = typed::to_typed(value)
-        .map_err(|text| ModelError::Structure(vec![typed::issue(resource_type, &text, Some(original))]))?;
-    let xml = fhirbolt::xml::to_vec(&typed, None).map_err(|e| structure(resource_type, e.to_string()))?;
+    let typed = typed::to_typed(resource_type, original, value).map_err(|issue| ModelError::Structure(vec![issue]))?;
+    let xml = typed::guarded(|| fhirbolt::xml::to_vec(&typed, None).map_err(|e| e.to_string()))
+        .map_err(|message| structure(resource_type, message))?;
     Ok(if pretty { xml } else { compact(&xml) })
 }
 
@@ -100,10 +100,12 @@ fn parse_xml(body: &[u8]) -> Result<Value, ModelError> {
     // a body cut short after any `>` would be taken as a smaller, valid resource.
     check_document(text).map_err(|message| ModelError::Syntax { format: "xml", message })?;
     if let Some((substituted, divs)) = take_xml_divs(text) {
-        let parsed = fhirbolt::xml::from_slice::<Resource>(substituted.as_bytes(), typed::strict())
-            .ok()
-            .and_then(|typed| fhirbolt::json::to_json_value(typed, None).ok());
-        if let Some(mut resource) = parsed {
+        let parsed = typed::guarded(|| {
+            let typed = fhirbolt::xml::from_slice::<Resource>(substituted.as_bytes(), typed::strict())
+                .map_err(|e| e.to_string())?;
+            fhirbolt::json::to_json_value(typed, None).map_err(|e| e.to_string())
+        });
+        if let Ok(mut resource) = parsed {
             if restore_divs(&mut resource, &divs) {
                 return Ok(resource);
             }
@@ -111,8 +113,13 @@ fn parse_xml(body: &[u8]) -> Result<Value, ModelError> {
         // Fall through: parsing the untouched body either reports the real error or, if the
         // substitution itself was the problem, still yields the resource.
     }
-    let typed: Resource = fhirbolt::xml::from_slice(body, typed::strict()).map_err(|e| xml_error(text, e))?;
-    fhirbolt::json::to_json_value(typed, None).map_err(|e| structure("", e.to_string()))
+    let parsed = std::panic::catch_unwind(|| fhirbolt::xml::from_slice::<Resource>(body, typed::strict()));
+    let typed = match parsed {
+        Ok(result) => result.map_err(|e| xml_error(text, e))?,
+        Err(_) => return Err(structure("", "fhirbolt failed on this resource".to_string())),
+    };
+    typed::guarded(|| fhirbolt::json::to_json_value(typed, None).map_err(|e| e.to_string()))
+        .map_err(|message| structure("", message))
 }
 
 /// Sorts fhirbolt's XML errors into malformed XML (`Syntax`), a root element naming no R4

@@ -222,3 +222,11 @@ fn json_that_fhirbolt_rejects_cannot_be_written_as_xml() {
     let ModelError::Structure(issues) = &err else { panic!("expected a structure error, got {err:?}") };
     assert_eq!(issues[0].expression, "Patient.favouriteColour");
 }
+
+#[test]
+fn json_with_an_empty_array_cannot_be_written_as_xml() {
+    // fhirbolt 0.4 panics on an empty array; serialisation must report it instead.
+    let err = serialize_resource(&json!({"resourceType": "Patient", "name": []}), Format::Xml, false).unwrap_err();
+    let ModelError::Structure(issues) = &err else { panic!("expected a structure error, got {err:?}") };
+    assert_eq!(issues[0].expression, "Patient.name");
+}

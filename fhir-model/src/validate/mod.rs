@@ -24,11 +24,10 @@ pub fn validate(resource: &Value, now: OffsetDateTime) -> Result<(), ModelError>
     // Both structure checks always run, so that one response lists every problem: the schema
     // reports each violation with its exact location, fhirbolt catches what the schema allows
     // but the R4 model does not.
-    let typed_error = typed::check(resource).err();
+    let typed_error = typed::check(resource_type, resource).err();
     let mut issues = Vec::new();
     schema::check(resource_type, resource, &mut issues);
-    if let Some(text) = typed_error {
-        let issue = typed::issue(resource_type, &text, Some(resource));
+    if let Some(issue) = typed_error {
         // fhirbolt's messages carry no path. When the schema has already reported problems,
         // an unlocated fhirbolt issue (or one at an element the schema named) is almost always
         // the same problem seen again, so it is added only when it says something new.

@@ -169,8 +169,8 @@ fn check_effective(resource: &Value, now: OffsetDateTime, issues: &mut Vec<Issue
     let Some((path, text)) = candidates.into_iter().find_map(|(path, v)| Some((path, v?.as_str()?))) else {
         return;
     };
-    // A date the schema pattern lets through but the calendar does not (2012-02-30) is left to
-    // the schema and fhirbolt; this rule only judges times it can place.
+    // A date the calendar does not have (2012-02-30) gets past the schema pattern and
+    // fhirbolt; it is not this rule's business, which judges only times it can place.
     let Some(earliest) = earliest_instant(text) else {
         return;
     };
