@@ -379,9 +379,7 @@ async fn write_version(
                 .map_err(backend("remove index rows"))?;
         }
     }
-    for entry in entries {
-        insert_index_entry(conn, resource_type, id, entry).await?;
-    }
+    insert_index_entries(conn, resource_type, id, entries).await?;
     if current.is_none() {
         sqlx::query("INSERT OR IGNORE INTO known_types (resource_type) VALUES (?)")
             .bind(resource_type)
@@ -432,48 +430,63 @@ fn extract_index(resource_type: &str, body: &Value) -> Result<Vec<IndexEntry>, S
     })
 }
 
-async fn insert_index_entry(
+/// Inserts a version's index rows with one multi-row INSERT per index table: every statement
+/// is a round trip to SQLite's worker thread, and the single writer's per-write cost bounds
+/// the throughput of every client.
+async fn insert_index_entries(
     conn: &mut SqliteConnection,
     resource_type: &str,
     id: &str,
-    entry: IndexEntry,
+    entries: Vec<IndexEntry>,
 ) -> Result<(), StoreError> {
-    let query = match entry.value {
-        IndexValue::String { normalized, exact } => {
-            sqlx::query("INSERT INTO idx_string (resource_type, id, param, normalized, exact) VALUES (?, ?, ?, ?, ?)")
-                .bind(resource_type)
-                .bind(id)
-                .bind(entry.param)
-                .bind(normalized)
-                .bind(exact)
+    let (mut strings, mut tokens, mut dates, mut references) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for entry in entries {
+        match entry.value {
+            IndexValue::String { normalized, exact } => strings.push((entry.param, normalized, exact)),
+            IndexValue::Token { system, code } => tokens.push((entry.param, system, code)),
+            IndexValue::Date { lo, hi } => dates.push((entry.param, lo, hi)),
+            IndexValue::Reference { target_type, target_id, url } => references.push((entry.param, target_type, target_id, url)),
         }
-        IndexValue::Token { system, code } => {
-            sqlx::query("INSERT INTO idx_token (resource_type, id, param, system, code) VALUES (?, ?, ?, ?, ?)")
-                .bind(resource_type)
-                .bind(id)
-                .bind(entry.param)
-                .bind(system)
-                .bind(code)
+    }
+    let rows = |n: usize, width: usize| vec![format!("({})", vec!["?"; width].join(", ")); n].join(", ");
+    if !strings.is_empty() {
+        let sql = format!("INSERT INTO idx_string (resource_type, id, param, normalized, exact) VALUES {}", rows(strings.len(), 5));
+        // Only placeholders are generated here; every value is bound.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (param, normalized, exact) in strings {
+            query = query.bind(resource_type).bind(id).bind(param).bind(normalized).bind(exact);
         }
-        IndexValue::Date { lo, hi } => {
-            sqlx::query("INSERT INTO idx_date (resource_type, id, param, lo, hi) VALUES (?, ?, ?, ?, ?)")
-                .bind(resource_type)
-                .bind(id)
-                .bind(entry.param)
-                .bind(lo)
-                .bind(hi)
+        query.execute(&mut *conn).await.map_err(backend("insert index rows"))?;
+    }
+    if !tokens.is_empty() {
+        let sql = format!("INSERT INTO idx_token (resource_type, id, param, system, code) VALUES {}", rows(tokens.len(), 5));
+        // Only placeholders are generated here; every value is bound.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (param, system, code) in tokens {
+            query = query.bind(resource_type).bind(id).bind(param).bind(system).bind(code);
         }
-        IndexValue::Reference { target_type, target_id, url } => sqlx::query(
-            "INSERT INTO idx_reference (resource_type, id, param, target_type, target_id, url) \
-             VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(resource_type)
-        .bind(id)
-        .bind(entry.param)
-        .bind(target_type)
-        .bind(target_id)
-        .bind(url),
-    };
-    query.execute(conn).await.map_err(backend("insert index row"))?;
+        query.execute(&mut *conn).await.map_err(backend("insert index rows"))?;
+    }
+    if !dates.is_empty() {
+        let sql = format!("INSERT INTO idx_date (resource_type, id, param, lo, hi) VALUES {}", rows(dates.len(), 5));
+        // Only placeholders are generated here; every value is bound.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (param, lo, hi) in dates {
+            query = query.bind(resource_type).bind(id).bind(param).bind(lo).bind(hi);
+        }
+        query.execute(&mut *conn).await.map_err(backend("insert index rows"))?;
+    }
+    if !references.is_empty() {
+        let sql = format!(
+            "INSERT INTO idx_reference (resource_type, id, param, target_type, target_id, url) VALUES {}",
+            rows(references.len(), 6)
+        );
+        // Only placeholders are generated here; every value is bound.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (param, target_type, target_id, url) in references {
+            query = query.bind(resource_type).bind(id).bind(param).bind(target_type).bind(target_id).bind(url);
+        }
+        query.execute(&mut *conn).await.map_err(backend("insert index rows"))?;
+    }
     Ok(())
 }
