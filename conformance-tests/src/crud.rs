@@ -152,6 +152,16 @@ pub async fn delete_then_read_is_410(ctx: &Ctx) -> CaseResult {
     Ok(())
 }
 
+/// A DELETE whose response cannot be produced (406) must be refused before anything changes.
+pub async fn delete_with_unacceptable_format_deletes_nothing(ctx: &Ctx) -> CaseResult {
+    let scope = Scope::new("crud");
+    let patient = fhir::create(ctx, &scope.patient("1")).await?;
+    let id = fhir::id_of(&patient)?;
+    ctx.delete(&format!("Patient/{id}")).accept("text/csv").send().await?.expect_error(406)?;
+    ctx.get(&format!("Patient/{id}")).send().await?.expect(200)?;
+    Ok(())
+}
+
 pub async fn delete_keeps_history(ctx: &Ctx) -> CaseResult {
     let scope = Scope::new("crud");
     let patient = fhir::create(ctx, &scope.patient("1")).await?;

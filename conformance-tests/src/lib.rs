@@ -29,6 +29,7 @@ macro_rules! for_each_case {
                 update_with_current_if_match_is_200,
                 delete_then_read_is_410,
                 delete_keeps_history,
+                delete_with_unacceptable_format_deletes_nothing,
             }
             history {
                 instance_history_is_newest_first,

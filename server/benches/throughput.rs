@@ -471,7 +471,7 @@ fn print_report(ctx: &Context<'_>, fsync: &FsyncRates, phases: &[PhaseReport]) {
         if value >= target {
             "met".to_string()
         } else {
-            format!("missed ({:.0} % of target)", 100.0 * value / target)
+            format!("missed ({:.1} % of target)", 100.0 * value / target)
         }
     };
     println!();

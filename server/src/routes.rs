@@ -513,13 +513,12 @@ fn strip_format(query: &str) -> String {
     query.split('&').filter(|p| !p.starts_with("_format=") && !p.starts_with("_pretty=")).collect::<Vec<_>>().join("&")
 }
 
-fn delete_response(req: &HttpRequest, deleted: Option<StoredResource>) -> Result<HttpResponse, ApiError> {
-    let neg = negotiate(req)?;
+fn delete_response(req: &HttpRequest, neg: &crate::fhir_http::Negotiated, deleted: Option<StoredResource>) -> Result<HttpResponse, ApiError> {
     let message = match &deleted {
         Some(r) => format!("deleted {}/{} as version {}", r.resource_type, r.id, r.version),
         None => "nothing to delete".to_string(),
     };
-    let mut response = render_value(StatusCode::OK, &neg, &information_outcome(&message))?;
+    let mut response = render_value(StatusCode::OK, neg, &information_outcome(&message))?;
     if let Some(r) = deleted {
         response.headers_mut().insert(header::ETAG, header::HeaderValue::from_str(&crate::fhir_http::etag(r.version)).expect("etag is ascii"));
     }
@@ -530,9 +529,11 @@ async fn delete(req: HttpRequest, path: web::Path<(String, String)>, state: Stat
     let (resource_type, id) = path.into_inner();
     let result = async {
         check_type(&resource_type)?;
+        // Negotiate before deleting: a 406 must not leave the resource deleted.
+        let neg = negotiate(&req)?;
         let expected = if_match(&req)?;
         let deleted = do_delete(&state, &resource_type, &id, expected).await?;
-        delete_response(&req, deleted)
+        delete_response(&req, &neg, deleted)
     }
     .await;
     respond(&req, result)
@@ -542,8 +543,9 @@ async fn conditional_delete(req: HttpRequest, path: web::Path<String>, state: St
     let resource_type = path.into_inner();
     let result = async {
         check_type(&resource_type)?;
+        let neg = negotiate(&req)?;
         let deleted = do_conditional_delete(&state, &resource_type, &strip_format(req.query_string())).await?;
-        delete_response(&req, deleted)
+        delete_response(&req, &neg, deleted)
     }
     .await;
     respond(&req, result)
