@@ -1,29 +1,13 @@
 //! Tests of the wire formats: JSON and XML parsing, serialisation and round trips over the
 //! official R4 examples.
 
-use std::path::PathBuf;
+mod common;
+use common::corpus;
+
 
 use fhir_model::{parse_resource, serialize_resource, Format, ModelError};
 use serde_json::{json, Value};
 
-fn corpus() -> Vec<(String, Value)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../conformance-tests/corpus");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .expect("corpus directory exists")
-        .map(|e| e.expect("readable entry").path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    files.sort();
-    files
-        .into_iter()
-        .map(|p| {
-            let bytes = std::fs::read(&p).expect("readable example");
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            let value = parse_resource(&bytes, Format::Json).unwrap_or_else(|e| panic!("{name}: {e}"));
-            (name, value)
-        })
-        .collect()
-}
 
 fn xml_round_trip(value: &Value) -> Value {
     let xml = serialize_resource(value, Format::Xml, false).expect("serialises as xml");

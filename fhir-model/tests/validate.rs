@@ -1,10 +1,12 @@
 //! Tests of `validate`: the official R4 examples pass, structure problems are located, and
 //! each vital-sign rule holds at its boundaries.
 
-use std::path::PathBuf;
+mod common;
+use common::corpus;
+
 use std::time::Instant;
 
-use fhir_model::{parse_resource, resource_types, validate, Format, Issue, ModelError};
+use fhir_model::{resource_types, validate, Issue, ModelError};
 use serde_json::{json, Value};
 use time::macros::datetime;
 use time::OffsetDateTime;
@@ -12,23 +14,6 @@ use time::OffsetDateTime;
 /// A fixed server clock, so that the future-time rule is tested deterministically.
 const NOW: OffsetDateTime = datetime!(2024-05-01 12:00:00 UTC);
 
-fn corpus() -> Vec<(String, Value)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../conformance-tests/corpus");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .expect("corpus directory exists")
-        .map(|e| e.expect("readable entry").path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    files.sort();
-    files
-        .into_iter()
-        .map(|p| {
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            let value = parse_resource(&std::fs::read(&p).unwrap(), Format::Json).unwrap_or_else(|e| panic!("{name}: {e}"));
-            (name, value)
-        })
-        .collect()
-}
 
 fn structure_issues(resource: &Value) -> Vec<Issue> {
     match validate(resource, NOW) {
