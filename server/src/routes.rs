@@ -513,7 +513,7 @@ fn strip_format(query: &str) -> String {
     query.split('&').filter(|p| !p.starts_with("_format=") && !p.starts_with("_pretty=")).collect::<Vec<_>>().join("&")
 }
 
-fn delete_response(req: &HttpRequest, neg: &crate::fhir_http::Negotiated, deleted: Option<StoredResource>) -> Result<HttpResponse, ApiError> {
+fn delete_response(neg: &crate::fhir_http::Negotiated, deleted: Option<StoredResource>) -> Result<HttpResponse, ApiError> {
     let message = match &deleted {
         Some(r) => format!("deleted {}/{} as version {}", r.resource_type, r.id, r.version),
         None => "nothing to delete".to_string(),
@@ -533,7 +533,7 @@ async fn delete(req: HttpRequest, path: web::Path<(String, String)>, state: Stat
         let neg = negotiate(&req)?;
         let expected = if_match(&req)?;
         let deleted = do_delete(&state, &resource_type, &id, expected).await?;
-        delete_response(&req, &neg, deleted)
+        delete_response(&neg, deleted)
     }
     .await;
     respond(&req, result)
@@ -545,7 +545,7 @@ async fn conditional_delete(req: HttpRequest, path: web::Path<String>, state: St
         check_type(&resource_type)?;
         let neg = negotiate(&req)?;
         let deleted = do_conditional_delete(&state, &resource_type, &strip_format(req.query_string())).await?;
-        delete_response(&req, &neg, deleted)
+        delete_response(&neg, deleted)
     }
     .await;
     respond(&req, result)
