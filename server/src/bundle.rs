@@ -10,10 +10,10 @@ use fhir_store::{HistoryScope, StoredResource, WriteOp, WriteOutcome};
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
-use crate::fhir_http::{body_format, etag, negotiate, parse_form, read_body, render_value, respond, return_preference, ReturnPreference};
+use crate::fhir_http::{body_format, body_value, etag, instant, negotiate, parse_form, read_body, render_value, respond, return_preference, ReturnPreference};
 use crate::routes::{
-    body_value, check_type, condition, do_conditional_delete, do_conditional_update, do_create, do_delete, do_history,
-    do_read, do_search, do_update, do_vread, find_one, new_id, now_instant, prepare, AppState,
+    check_type, condition, do_conditional_delete, do_conditional_update, do_create, do_delete, do_history,
+    do_read, do_search, do_update, do_vread, find_one, if_none_exist_query, new_id, now_instant, prepare, AppState,
 };
 
 pub async fn handle(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
@@ -78,7 +78,7 @@ fn entry_request(ctx: &Ctx<'_>, entry: &Value) -> Result<EntryRequest, ApiError>
         ),
         None => None,
     };
-    let if_none_exist = request.get("ifNoneExist").and_then(Value::as_str).map(|q| q.rsplit('?').next().unwrap_or(q).to_string());
+    let if_none_exist = request.get("ifNoneExist").and_then(Value::as_str).map(|q| if_none_exist_query(q).to_string());
     if !resource_type.is_empty() {
         check_type(&resource_type)?;
     }
@@ -98,9 +98,9 @@ fn write_entry(ctx: &Ctx<'_>, status: StatusCode, r: &StoredResource) -> Result<
         "fullUrl": format!("{}/{}/{}", ctx.base, r.resource_type, r.id),
         "response": {
             "status": status_text(status),
-            "location": format!("{}/_history/{}", format_args!("{}/{}", r.resource_type, r.id), r.version),
+            "location": format!("{}/{}/_history/{}", r.resource_type, r.id, r.version),
             "etag": etag(r.version),
-            "lastModified": r.last_updated.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+            "lastModified": instant(r.last_updated),
         }
     });
     if ctx.with_resources && !r.deleted {

@@ -195,6 +195,27 @@ fn content_type(neg: &Negotiated) -> String {
     format!("{}; charset=utf-8", neg.content_type)
 }
 
+/// An instant as FHIR writes `meta.lastUpdated`: UTC, millisecond precision, `Z`.
+pub fn instant(t: time::OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
+}
+
+/// A stored version's body as JSON. A body that does not parse is the store's fault (500).
+pub fn body_value(r: &StoredResource) -> Result<Value, ApiError> {
+    serde_json::from_slice(r.body.as_deref().unwrap_or(b"null"))
+        .map_err(|e| ApiError::Store(fhir_store::StoreError::Backend { message: format!("stored body is not json: {e}"), source: None }))
+}
+
 /// A response builder carrying a version's ETag, Last-Modified and, for writes, Location.
 pub fn versioned(req: &HttpRequest, status: StatusCode, resource: &StoredResource, with_location: bool) -> HttpResponseBuilder {
     let mut builder = HttpResponseBuilder::new(status);
@@ -222,9 +243,7 @@ pub fn render_resource(
     if neg.format == Format::Json && !neg.pretty {
         return Ok(builder.body(body.to_vec()));
     }
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::Store(fhir_store::StoreError::Backend { message: format!("stored body is not json: {e}"), source: None }))?;
-    Ok(builder.body(fhir_model::serialize_resource(&value, neg.format, neg.pretty)?))
+    Ok(builder.body(fhir_model::serialize_resource(&body_value(resource)?, neg.format, neg.pretty)?))
 }
 
 /// Renders `value` (an OperationOutcome) with the version headers of `resource`.

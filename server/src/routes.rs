@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 
 use crate::error::{information_outcome, ApiError};
 use crate::fhir_http::{
-    base_url, body_format, encode, if_match, negotiate, query_params, read_body, render_resource, render_value,
+    base_url, body_format, body_value, encode, if_match, instant, negotiate, query_params, read_body, render_resource, render_value,
     respond, return_preference, strict_handling, ReturnPreference,
 };
 
@@ -142,6 +142,12 @@ pub(crate) fn new_id() -> String {
 
 /// Parses a conditional URL's query (`identifier=a|b`) strictly: a condition that silently
 /// dropped an unknown parameter would match too much.
+/// The query part of an If-None-Exist value, which clients send as `identifier=…` or as a
+/// whole `Patient?identifier=…` URL.
+pub(crate) fn if_none_exist_query(value: &str) -> &str {
+    value.rsplit('?').next().unwrap_or(value)
+}
+
 pub(crate) fn condition(resource_type: &str, query: &str) -> Result<SearchQuery, ApiError> {
     let params = crate::fhir_http::parse_form(query);
     if params.is_empty() {
@@ -260,11 +266,6 @@ fn unexpected(outcome: Option<WriteOutcome>) -> ApiError {
     ApiError::Store(fhir_store::StoreError::Backend { message: format!("unexpected write outcome {outcome:?}"), source: None })
 }
 
-pub(crate) fn body_value(r: &StoredResource) -> Result<Value, ApiError> {
-    let bytes = r.body.as_deref().unwrap_or(b"null");
-    serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::Store(fhir_store::StoreError::Backend { message: format!("stored body is not json: {e}"), source: None }))
-}
 
 /// A searchset Bundle for `query` with self and next links.
 pub(crate) async fn do_search(state: &AppState, base: &str, query: &SearchQuery) -> Result<Value, ApiError> {
@@ -318,18 +319,7 @@ pub(crate) async fn do_search(state: &AppState, base: &str, query: &SearchQuery)
 }
 
 pub(crate) fn now_instant() -> String {
-    let now = OffsetDateTime::now_utc();
-    let ms = now.millisecond();
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        now.year(),
-        u8::from(now.month()),
-        now.day(),
-        now.hour(),
-        now.minute(),
-        now.second(),
-        ms
-    )
+    instant(OffsetDateTime::now_utc())
 }
 
 fn history_bundle(base: &str, path: &str, count: usize, page: &HistoryPage, since: Option<&str>) -> Result<Value, ApiError> {
@@ -361,7 +351,7 @@ fn history_bundle(base: &str, path: &str, count: usize, page: &HistoryPage, sinc
             "response": {
                 "status": status,
                 "etag": crate::fhir_http::etag(r.version),
-                "lastModified": time_instant(r.last_updated),
+                "lastModified": instant(r.last_updated),
             },
         });
         if !r.deleted {
@@ -380,9 +370,6 @@ fn history_bundle(base: &str, path: &str, count: usize, page: &HistoryPage, sinc
     }))
 }
 
-fn time_instant(t: OffsetDateTime) -> String {
-    t.to_offset(time::UtcOffset::UTC).format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
-}
 
 pub(crate) async fn do_history(
     state: &AppState,
@@ -430,7 +417,7 @@ async fn create(req: HttpRequest, path: web::Path<String>, payload: web::Payload
         let neg = negotiate(&req)?;
         let resource = parse_body(&req, payload, &state).await?;
         let if_none_exist = match req.headers().get("if-none-exist").and_then(|v| v.to_str().ok()) {
-            Some(q) => Some(condition(&resource_type, q.trim_start_matches('?').rsplit('?').next().unwrap_or(q))?),
+            Some(q) => Some(condition(&resource_type, if_none_exist_query(q))?),
             None => None,
         };
         let (status, stored) = do_create(&state, &resource_type, resource, if_none_exist).await?;
