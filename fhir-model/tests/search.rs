@@ -2,7 +2,7 @@
 //! Observation JSON, and parsing of search requests into queries.
 
 use fhir_model::{
-    extract_index, parse_search, search_parameters, DatePrefix, Filter, IndexEntry, IndexValue,
+    extract_index, parse_search, search_parameters, Prefix, Filter, IndexEntry, IndexValue,
     ModelError, ParamType, Predicate, SearchQuery, TokenSystem, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE,
 };
 use serde_json::{json, Value};
@@ -782,15 +782,15 @@ fn every_date_prefix() {
         ms(datetime!(2013-01-15 0:00 UTC)),
     );
     for (text, prefix) in [
-        ("", DatePrefix::Eq),
-        ("eq", DatePrefix::Eq),
-        ("ne", DatePrefix::Ne),
-        ("gt", DatePrefix::Gt),
-        ("lt", DatePrefix::Lt),
-        ("ge", DatePrefix::Ge),
-        ("le", DatePrefix::Le),
-        ("sa", DatePrefix::Sa),
-        ("eb", DatePrefix::Eb),
+        ("", Prefix::Eq),
+        ("eq", Prefix::Eq),
+        ("ne", Prefix::Ne),
+        ("gt", Prefix::Gt),
+        ("lt", Prefix::Lt),
+        ("ge", Prefix::Ge),
+        ("le", Prefix::Le),
+        ("sa", Prefix::Sa),
+        ("eb", Prefix::Eb),
     ] {
         let q = parse("Patient", &[("birthdate", &format!("{text}2013-01-14"))]);
         assert_eq!(
@@ -809,7 +809,7 @@ fn every_date_prefix() {
     else {
         panic!()
     };
-    assert_eq!(prefix, DatePrefix::Ap);
+    assert_eq!(prefix, Prefix::Ap);
     let now = ms(OffsetDateTime::now_utc());
     let expected = (now - hi) / 10;
     assert!(
@@ -824,7 +824,7 @@ fn every_date_precision() {
     let pred = |value: &str| match only_predicate(&parse("Observation", &[("date", value)]), "date")
     {
         Predicate::Date {
-            prefix: DatePrefix::Ge,
+            prefix: Prefix::Ge,
             lo,
             hi,
         } => (lo, hi),

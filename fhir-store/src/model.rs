@@ -102,11 +102,16 @@ pub struct HistoryPage {
 /// A page of search results.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SearchPage {
+    /// The matches of this page, in the query's order.
     pub resources: Vec<StoredResource>,
+    /// Resources brought in by `_include` / `_revinclude` for this page (current, not
+    /// deleted, none of them also in `resources`, each once).
+    pub included: Vec<StoredResource>,
     /// Pass as `SearchQuery::cursor` for the next page; None on the last page.
     pub next_cursor: Option<String>,
-    /// Number of matches in total (ignoring paging).
-    pub total: u64,
+    /// Number of matches in total (ignoring paging); None under `_total=none`. Under
+    /// `_total=estimate` a backend may return an estimate.
+    pub total: Option<u64>,
 }
 
 /// One entry of the change feed: every committed version, in commit order, with `seq`

@@ -3,7 +3,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse};
-use fhir_model::{resource_types, search_parameters, ParamType};
+use fhir_model::{resource_types, search_parameters};
 use serde_json::{json, Value};
 
 use crate::fhir_http::{negotiate, render_value, respond};
@@ -13,20 +13,11 @@ pub async fn handle(req: HttpRequest) -> HttpResponse {
     respond(&req, result)
 }
 
-fn param_type(kind: ParamType) -> &'static str {
-    match kind {
-        ParamType::String => "string",
-        ParamType::Token => "token",
-        ParamType::Date => "date",
-        ParamType::Reference => "reference",
-    }
-}
-
 fn params_for(resource_type: &str) -> Vec<Value> {
     search_parameters()
         .iter()
         .filter(|p| p.resource_type == resource_type || p.resource_type == "Resource")
-        .map(|p| json!({"name": p.name, "type": param_type(p.kind), "documentation": p.documentation}))
+        .map(|p| json!({"name": p.name, "type": p.kind.code(), "documentation": p.documentation}))
         .collect()
 }
 

@@ -59,6 +59,7 @@ fn index_values(kind: ParamType, node: &Node<'_>) -> Vec<IndexValue> {
         ParamType::Token => token_values(node),
         ParamType::Date => date_values(node.value),
         ParamType::Reference => reference_value(node.value).into_iter().collect(),
+        _ => Vec::new(),
     }
 }
 

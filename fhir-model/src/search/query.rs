@@ -6,7 +6,7 @@ use super::reference::{is_id, split_reference};
 use super::registry::find_param;
 use super::text::{normalize, split_unescaped, unescape};
 use super::{
-    DatePrefix, Filter, ParamType, Predicate, SearchParamDef, SearchQuery, TokenSystem,
+    Prefix, Filter, ParamType, Predicate, SearchParamDef, SearchQuery, TokenSystem,
     MAX_PAGE_SIZE,
 };
 use crate::{Issue, ModelError};
@@ -130,9 +130,10 @@ fn parse_parameter(resource_type: Option<&str>, name: &str, value: &str, now_ms:
             Err(message) => return Parsed::Malformed(message),
         }
     }
-    Parsed::Filter(Filter {
+    Parsed::Filter(Filter::Match {
         param: def.name.to_string(),
         any_of,
+        negate: false,
     })
 }
 
@@ -152,12 +153,7 @@ fn parse_modifier(def: &SearchParamDef, modifier: Option<&str>) -> Result<Modifi
 }
 
 fn kind_name(kind: ParamType) -> &'static str {
-    match kind {
-        ParamType::String => "string",
-        ParamType::Token => "token",
-        ParamType::Date => "date",
-        ParamType::Reference => "reference",
-    }
+    kind.code()
 }
 
 /// One comma-separated alternative, still escaped, as a predicate.
@@ -184,6 +180,7 @@ fn predicate(
             };
             reference_predicate(&unescape(piece), type_modifier)
         }
+        other => Err(format!("{} parameters are not supported yet", kind_name(other))),
     }
 }
 
@@ -206,26 +203,26 @@ fn date_predicate(value: &str, now_ms: i64) -> Result<Predicate, String> {
         value.len() >= 2 && value.as_bytes()[..2].iter().all(u8::is_ascii_alphabetic);
     let (prefix, rest) = if starts_with_letters {
         let prefix = match &value[..2] {
-            "eq" => DatePrefix::Eq,
-            "ne" => DatePrefix::Ne,
-            "gt" => DatePrefix::Gt,
-            "lt" => DatePrefix::Lt,
-            "ge" => DatePrefix::Ge,
-            "le" => DatePrefix::Le,
-            "sa" => DatePrefix::Sa,
-            "eb" => DatePrefix::Eb,
-            "ap" => DatePrefix::Ap,
+            "eq" => Prefix::Eq,
+            "ne" => Prefix::Ne,
+            "gt" => Prefix::Gt,
+            "lt" => Prefix::Lt,
+            "ge" => Prefix::Ge,
+            "le" => Prefix::Le,
+            "sa" => Prefix::Sa,
+            "eb" => Prefix::Eb,
+            "ap" => Prefix::Ap,
             other => return Err(format!("unknown prefix {other:?} in {value:?}")),
         };
         (prefix, &value[2..])
     } else {
-        (DatePrefix::Eq, value)
+        (Prefix::Eq, value)
     };
     // An unencoded `+` in a query string decodes to a space, so `…T10:00:00 01:00` is what a
     // client sent as `+01:00`; a date has no other place for a space.
     let date = rest.replace(' ', "+");
     let (lo, hi) = parse_range(&date).ok_or_else(|| format!("invalid date {value:?}"))?;
-    let (lo, hi) = if prefix == DatePrefix::Ap {
+    let (lo, hi) = if prefix == Prefix::Ap {
         widen(lo, hi, now_ms)
     } else {
         (lo, hi)
@@ -326,7 +323,7 @@ mod tests {
         assert_eq!(
             date("ap2015-01-01", now),
             Predicate::Date {
-                prefix: DatePrefix::Ap,
+                prefix: Prefix::Ap,
                 lo: lo - margin,
                 hi: hi + margin
             }
@@ -341,7 +338,7 @@ mod tests {
         assert_eq!(
             date("ap2035-01-01", now),
             Predicate::Date {
-                prefix: DatePrefix::Ap,
+                prefix: Prefix::Ap,
                 lo: lo - margin,
                 hi: hi + margin
             }
@@ -358,7 +355,7 @@ mod tests {
         assert_eq!(
             date("ap2025", now),
             Predicate::Date {
-                prefix: DatePrefix::Ap,
+                prefix: Prefix::Ap,
                 lo: lo - DAY_MS,
                 hi: hi + DAY_MS
             }
@@ -367,7 +364,7 @@ mod tests {
         assert_eq!(
             date("ap2025-06-15T11:00:00Z", now),
             Predicate::Date {
-                prefix: DatePrefix::Ap,
+                prefix: Prefix::Ap,
                 lo: t - DAY_MS,
                 hi: t + 1000 + DAY_MS
             }
@@ -384,7 +381,7 @@ mod tests {
         assert_eq!(
             date("ne2015-01-01", now),
             Predicate::Date {
-                prefix: DatePrefix::Ne,
+                prefix: Prefix::Ne,
                 lo,
                 hi
             }
@@ -397,7 +394,7 @@ mod tests {
         assert_eq!(
             date("ge2013-01-14T10:00:00 01:00", 0),
             Predicate::Date {
-                prefix: DatePrefix::Ge,
+                prefix: Prefix::Ge,
                 lo: t,
                 hi: t + 1000
             }

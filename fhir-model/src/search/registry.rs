@@ -23,6 +23,9 @@ const fn def(
         name,
         kind,
         expression,
+        targets: &[],
+        components: &[],
+        url: "",
         documentation,
     }
 }
@@ -210,6 +213,14 @@ pub(super) fn expression(index: usize) -> Option<&'static Expression> {
         })
         .get(index)?
         .as_ref()
+}
+
+/// Why row `def` does not work, or None when it does.
+pub(super) fn unsupported_reason(def: &SearchParamDef) -> Option<String> {
+    if def.kind == ParamType::Special {
+        return Some("special parameters are not supported".to_string());
+    }
+    Expression::compile(def.expression).err()
 }
 
 /// The code system implied for a plain code at `element_path` (`Patient.gender`), if any.

@@ -18,7 +18,7 @@
 //! walks all resources of a type to test them. Predicates whose SQL would need an `OR` across
 //! two value columns (date `ne`, `ge`, `le`) become several leaves, so each stays one seek.
 
-use fhir_model::{DatePrefix, Predicate, SearchQuery, TokenSystem};
+use fhir_model::{Filter, Predicate, Prefix, SearchQuery, TokenSystem};
 use sqlx::sqlite::{SqliteArguments, SqliteRow};
 use sqlx::{AssertSqlSafe, Row, Sqlite, SqliteConnection};
 
@@ -207,7 +207,7 @@ pub(super) struct Plan {
 pub(super) fn plan(query: &SearchQuery, cursor: Option<&Cursor>, limit: i64) -> Plan {
     let scope = Scope::of(query);
     let after = scope.after(cursor);
-    if query.filters.iter().any(|filter| filter.any_of.is_empty()) {
+    if query.filters.iter().any(|filter| !matches!(filter, Filter::Match { any_of, negate: false, .. } if !any_of.is_empty())) {
         // A parameter with no acceptable value matches nothing.
         return Plan { page: None, total: None };
     }
@@ -271,7 +271,8 @@ fn match_set(query: &SearchQuery, scope: &Scope<'_>, after: After<'_>) -> Sql {
         if !single {
             sql.push("SELECT resource_type, id FROM (");
         }
-        let leaves: Vec<(&str, Sql)> = filter.any_of.iter().flat_map(leaf_conditions).collect();
+        let Filter::Match { param, any_of, .. } = filter else { continue };
+        let leaves: Vec<(&str, Sql)> = any_of.iter().flat_map(leaf_conditions).collect();
         let distinct = if leaves.len() == 1 { "DISTINCT " } else { "" };
         for (j, (table, condition)) in leaves.into_iter().enumerate() {
             if j > 0 {
@@ -280,7 +281,7 @@ fn match_set(query: &SearchQuery, scope: &Scope<'_>, after: After<'_>) -> Sql {
             sql.push(&format!("SELECT {distinct}resource_type, id FROM {table} WHERE "));
             scope.index_condition(&mut sql);
             sql.push(" AND param = ");
-            sql.text(&filter.param);
+            sql.text(param);
             if !condition.text.is_empty() {
                 sql.push(" AND ");
                 sql.append(condition);
@@ -359,12 +360,17 @@ fn leaf_conditions(predicate: &Predicate) -> Vec<(&'static str, Sql)> {
             }
             vec![("idx_reference", sql)]
         }
+        // Not indexed yet: matches nothing (`1 = 0` keeps the leaf a valid seek).
+        _ => {
+            sql.push("1 = 0");
+            vec![("idx_token", sql)]
+        }
     }
 }
 
 /// Date semantics from `Predicate`'s documentation; the indexed range is `[lo, hi)` in the
 /// table's columns, the searched one `[search_lo, search_hi)`.
-fn date_conditions(prefix: DatePrefix, search_lo: i64, search_hi: i64) -> Vec<Sql> {
+fn date_conditions(prefix: Prefix, search_lo: i64, search_hi: i64) -> Vec<Sql> {
     let one = |parts: &[(&str, i64)]| {
         let mut sql = Sql::default();
         for (i, (text, value)) in parts.iter().enumerate() {
@@ -382,15 +388,15 @@ fn date_conditions(prefix: DatePrefix, search_lo: i64, search_hi: i64) -> Vec<Sq
     let gt = || one(&[("hi > ", search_hi)]);
     let lt = || one(&[("lo < ", search_lo)]);
     match prefix {
-        DatePrefix::Eq => vec![eq()],
-        DatePrefix::Ne => vec![lt(), gt()],
-        DatePrefix::Gt => vec![gt()],
-        DatePrefix::Lt => vec![lt()],
-        DatePrefix::Ge => vec![gt(), eq()],
-        DatePrefix::Le => vec![lt(), eq()],
-        DatePrefix::Sa => vec![one(&[("lo >= ", search_hi)])],
-        DatePrefix::Eb => vec![one(&[("hi <= ", search_lo)])],
-        DatePrefix::Ap => vec![one(&[("lo < ", search_hi), ("hi > ", search_lo)])],
+        Prefix::Eq => vec![eq()],
+        Prefix::Ne => vec![lt(), gt()],
+        Prefix::Gt => vec![gt()],
+        Prefix::Lt => vec![lt()],
+        Prefix::Ge => vec![gt(), eq()],
+        Prefix::Le => vec![lt(), eq()],
+        Prefix::Sa => vec![one(&[("lo >= ", search_hi)])],
+        Prefix::Eb => vec![one(&[("hi <= ", search_lo)])],
+        Prefix::Ap => vec![one(&[("lo < ", search_hi), ("hi > ", search_lo)])],
     }
 }
 
@@ -438,7 +444,7 @@ pub(super) async fn execute(conn: &mut SqliteConnection, query: &SearchQuery) ->
         }
         None => 0,
     };
-    Ok(SearchPage { resources, next_cursor, total })
+    Ok(SearchPage { resources, included: Vec::new(), next_cursor, total: Some(total) })
 }
 
 #[cfg(test)]
@@ -455,7 +461,7 @@ mod tests {
     }
 
     fn filter(param: &str, any_of: Vec<Predicate>) -> Filter {
-        Filter { param: param.into(), any_of }
+        Filter::Match { param: param.into(), any_of, negate: false }
     }
 
     /// The plan's detail lines for `sql` on a fresh schema.
@@ -525,11 +531,11 @@ mod tests {
                         Predicate::Token { system: TokenSystem::Any, code: Some("789".into()) },
                     ],
                 ),
-                filter("date", vec![Predicate::Date { prefix: DatePrefix::Ge, lo: 1_600_000_000_000, hi: 1_600_086_400_000 }]),
+                filter("date", vec![Predicate::Date { prefix: Prefix::Ge, lo: 1_600_000_000_000, hi: 1_600_086_400_000 }]),
             ],
         );
         check(&q, None, &["idx_token", "idx_date", "r"]).await;
-        for prefix in [DatePrefix::Eq, DatePrefix::Ne, DatePrefix::Lt, DatePrefix::Sa, DatePrefix::Eb, DatePrefix::Ap] {
+        for prefix in [Prefix::Eq, Prefix::Ne, Prefix::Lt, Prefix::Sa, Prefix::Eb, Prefix::Ap] {
             let q = query("Observation", vec![filter("date", vec![Predicate::Date { prefix, lo: 0, hi: 10 }])]);
             check(&q, None, &["idx_date", "r"]).await;
         }

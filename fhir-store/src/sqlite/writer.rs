@@ -230,7 +230,7 @@ async fn apply_op(conn: &mut SqliteConnection, op: WriteOp, now: &Timestamp) -> 
                 query.count = 1;
                 query.cursor = None;
                 let page = search::execute(conn, &query).await?;
-                match (page.total, page.resources.into_iter().next()) {
+                match (page.total.unwrap_or(0), page.resources.into_iter().next()) {
                     (0, _) => {}
                     (1, Some(existing)) => return Ok(WriteOutcome::Existing(existing)),
                     (total, _) => {
@@ -446,6 +446,7 @@ async fn insert_index_entries(
             IndexValue::Token { system, code } => tokens.push((entry.param, system, code)),
             IndexValue::Date { lo, hi } => dates.push((entry.param, lo, hi)),
             IndexValue::Reference { target_type, target_id, url } => references.push((entry.param, target_type, target_id, url)),
+            _ => {}
         }
     }
     let rows = |n: usize, width: usize| vec![format!("({})", vec!["?"; width].join(", ")); n].join(", ");
