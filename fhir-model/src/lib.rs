@@ -11,7 +11,7 @@ pub use error::{Issue, IssueSeverity, ModelError};
 pub use format::{parse_resource, serialize_resource, Format};
 pub use resource_types::{is_resource_type, resource_types};
 pub use search::{
-    extract_index, find_search_parameter, parse_search, search_parameters, unsupported_reason,
+    extract_index, find_search_parameter, parameters_of, parse_search, search_parameters, unsupported_reason,
     ComponentDef, Filter, Include, IndexEntry, IndexValue, ParamType, Predicate, Prefix,
     SearchParamDef, SearchQuery, SortKey, Summary, TokenSystem, TotalMode, UriMatch,
     DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE,

@@ -377,6 +377,12 @@ pub fn search_parameters() -> &'static [SearchParamDef] {
     registry::SEARCH_PARAMETERS
 }
 
+/// Every parameter that applies to `resource_type`: its own and the common ones, supported or
+/// not.
+pub fn parameters_of(resource_type: &str) -> impl Iterator<Item = &'static SearchParamDef> + '_ {
+    registry::params_for(resource_type).map(|(_, def)| def)
+}
+
 /// The parameter `name` of `resource_type` (its own or a common one), supported or not.
 pub fn find_search_parameter(resource_type: &str, name: &str) -> Option<&'static SearchParamDef> {
     registry::find_param(Some(resource_type), name).map(|(_, def)| def)

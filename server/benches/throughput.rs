@@ -12,17 +12,17 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod support;
+
 use actix_web::{web, App, HttpResponse, HttpServer};
-use fhir_store::{ResourceStore, SqliteStore, SqliteStoreOptions};
-use hdrhistogram::Histogram;
-use tessera_server::{Application, Settings};
+use support::{
+    cpu_model, filesystem_of, run_phase, start_tessera, warm_then_measure, with_warmup_failures, Filesystem, PhaseResult,
+};
 
 /// Concurrent clients of the loaded phases.
 const CLIENTS: usize = 32;
 /// How many created ids the read phase spreads its requests over.
 const READ_IDS: usize = 1000;
-/// At most this many failure messages are kept per phase for the report.
-const FAILURE_SAMPLES: usize = 5;
 
 const TARGET_CREATES_PER_FSYNC: f64 = 10.0;
 const TARGET_CREATES_PER_SECOND: f64 = 4000.0;
@@ -70,9 +70,9 @@ fn main() {
 
     for clients in [1, CLIENTS] {
         let name = format!("create Observation, {clients} client{}", if clients == 1 { "" } else { "s" });
-        let warm = client_runtime.block_on(run_phase(&client, &create, clients, warmup));
+        let warm = client_runtime.block_on(run_phase(requester(&client, &create), clients, warmup));
         let commits_before = store.commit_count();
-        let measured = client_runtime.block_on(run_phase(&client, &create, clients, phase));
+        let measured = client_runtime.block_on(run_phase(requester(&client, &create), clients, phase));
         let commits = store.commit_count() - commits_before;
         let result = with_warmup_failures(warm, measured);
         phases.push(PhaseReport { name, result, commits: Some(commits) });
@@ -86,12 +86,12 @@ fn main() {
         let sample = client_runtime.block_on(fetch(&client, first));
         body_bytes = sample.len();
         let read = Workload::Get { urls: Arc::new(read_urls) };
-        let result = client_runtime.block_on(warm_then_measure(&client, &read, CLIENTS, warmup, phase));
+        let result = client_runtime.block_on(warm_then_measure(requester(&client, &read), CLIENTS, warmup, phase));
         phases.push(PhaseReport { name: format!("read Observation by id, {CLIENTS} clients"), result, commits: None });
 
         let bare_url = server_runtime.block_on(start_bare(sample));
         let bare = Workload::Get { urls: Arc::new(vec![bare_url]) };
-        let result = client_runtime.block_on(warm_then_measure(&client, &bare, CLIENTS, warmup, phase));
+        let result = client_runtime.block_on(warm_then_measure(requester(&client, &bare), CLIENTS, warmup, phase));
         phases.push(PhaseReport { name: format!("bare actix-web handler, {CLIENTS} clients"), result, commits: None });
     }
 
@@ -154,55 +154,7 @@ fn measure_fsync(path: &Path, each: Duration) -> FsyncRates {
     FsyncRates { overwrite, append }
 }
 
-/// The mounted filesystem a path lives on, from `/proc/self/mountinfo`.
-struct Filesystem {
-    kind: String,
-    source: String,
-    mount_point: String,
-}
-
-impl Filesystem {
-    fn volatile(&self) -> bool {
-        matches!(self.kind.as_str(), "tmpfs" | "ramfs")
-    }
-}
-
-fn filesystem_of(path: &Path) -> Filesystem {
-    let unknown = || Filesystem { kind: "unknown".into(), source: "?".into(), mount_point: "?".into() };
-    let Ok(path) = path.canonicalize() else { return unknown() };
-    let Ok(mountinfo) = std::fs::read_to_string("/proc/self/mountinfo") else { return unknown() };
-    // Each line: id parent major:minor root mount-point options [optional...] - type source ...
-    mountinfo
-        .lines()
-        .filter_map(|line| {
-            let (before, after) = line.split_once(" - ")?;
-            let mount_point = before.split(' ').nth(4)?.replace("\\040", " ");
-            let mut rest = after.split(' ');
-            let kind = rest.next()?.to_string();
-            let source = rest.next()?.to_string();
-            Some(Filesystem { kind, source, mount_point })
-        })
-        .filter(|fs| path.starts_with(&fs.mount_point))
-        // The longest mount point wins; among equals the last mounted, which shadows the others.
-        .fold(None, |best: Option<Filesystem>, fs| match best {
-            Some(b) if b.mount_point.len() > fs.mount_point.len() => Some(b),
-            _ => Some(fs),
-        })
-        .unwrap_or_else(unknown)
-}
-
 // ---- The servers ----
-
-/// Starts Tessera on its embedded store in `data_dir`. This is `Application::build` spelled
-/// out, so the bench can also read the store's commit counter.
-async fn start_tessera(data_dir: &Path) -> (String, Arc<SqliteStore>) {
-    let store = Arc::new(SqliteStore::open(SqliteStoreOptions::new(data_dir)).await.expect("open the store"));
-    let shared: Arc<dyn ResourceStore> = store.clone();
-    let app = Application::build_with_store(Settings::for_tests(data_dir), shared).expect("tessera starts");
-    let base_url = app.base_url();
-    tokio::spawn(app.run_until_stopped());
-    (base_url, store)
-}
 
 /// Starts a bare actix-web server that answers `GET /fhir/{type}/{id}` with `body`, and
 /// returns a URL on it. Same worker count as Tessera (actix's default, one per core).
@@ -243,6 +195,18 @@ fn observation(n: u64) -> String {
     format!(
         r#"{{"resourceType":"Observation","status":"final","category":[{{"coding":[{{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"vital-signs","display":"Vital Signs"}}]}}],"code":{{"coding":[{{"system":"http://loinc.org","code":"8867-4","display":"Heart rate"}}],"text":"Heart rate"}},"subject":{{"reference":"Patient/x"}},"effectiveDateTime":"{effective}","valueQuantity":{{"value":{beats},"unit":"beats/minute","system":"http://unitsofmeasure.org","code":"/min"}}}}"#
     )
+}
+
+/// The request loop body of a phase running `workload`.
+fn requester(
+    client: &reqwest::Client,
+    workload: &Workload,
+) -> impl Fn(u64) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>> + Clone + Send + 'static {
+    let (client, workload) = (client.clone(), workload.clone());
+    move |n| {
+        let (client, workload) = (client.clone(), workload.clone());
+        Box::pin(async move { one_request(&client, &workload, n).await })
+    }
 }
 
 /// Sends one request and reads the whole response; `Err` says what was wrong with it.
@@ -291,110 +255,6 @@ async fn fetch(client: &reqwest::Client, url: &str) -> web::Bytes {
     web::Bytes::copy_from_slice(&body)
 }
 
-/// What one timed phase did.
-struct PhaseResult {
-    requests: u64,
-    failures: u64,
-    failure_samples: Vec<String>,
-    /// Latency of the successful requests, in microseconds.
-    latency: Histogram<u64>,
-    elapsed: Duration,
-}
-
-impl PhaseResult {
-    fn per_second(&self) -> f64 {
-        self.requests as f64 / self.elapsed.as_secs_f64()
-    }
-
-    fn quantile_ms(&self, q: f64) -> f64 {
-        self.latency.value_at_quantile(q) as f64 / 1000.0
-    }
-}
-
-fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds")
-}
-
-/// Runs `clients` concurrent request loops until `duration` has passed.
-async fn run_phase(client: &reqwest::Client, workload: &Workload, clients: usize, duration: Duration) -> PhaseResult {
-    let started = Instant::now();
-    let deadline = started + duration;
-    let tasks: Vec<_> = (0..clients)
-        .map(|index| {
-            let client = client.clone();
-            let workload = workload.clone();
-            tokio::spawn(async move {
-                let mut result = PhaseResult {
-                    requests: 0,
-                    failures: 0,
-                    failure_samples: Vec::new(),
-                    latency: new_histogram(),
-                    elapsed: Duration::ZERO,
-                };
-                // Spread clients over the id list and the generated values.
-                let mut n = index as u64 * 7919;
-                while Instant::now() < deadline {
-                    let sent = Instant::now();
-                    match one_request(&client, &workload, n).await {
-                        Ok(()) => {
-                            result.requests += 1;
-                            result.latency.saturating_record(sent.elapsed().as_micros() as u64);
-                        }
-                        Err(message) => {
-                            result.failures += 1;
-                            if result.failure_samples.len() < FAILURE_SAMPLES {
-                                result.failure_samples.push(message);
-                            }
-                        }
-                    }
-                    n += 1;
-                }
-                result
-            })
-        })
-        .collect();
-    let mut total = PhaseResult {
-        requests: 0,
-        failures: 0,
-        failure_samples: Vec::new(),
-        latency: new_histogram(),
-        elapsed: Duration::ZERO,
-    };
-    for task in tasks {
-        let part = task.await.expect("a client task panicked");
-        total.requests += part.requests;
-        total.failures += part.failures;
-        let room = FAILURE_SAMPLES.saturating_sub(total.failure_samples.len());
-        total.failure_samples.extend(part.failure_samples.into_iter().take(room));
-        total.latency.add(&part.latency).expect("histograms with equal bounds");
-    }
-    total.elapsed = started.elapsed();
-    total
-}
-
-/// A warm-up (connections opened, caches filled) whose failures still count, then the phase.
-async fn warm_then_measure(
-    client: &reqwest::Client,
-    workload: &Workload,
-    clients: usize,
-    warmup: Duration,
-    duration: Duration,
-) -> PhaseResult {
-    let warm = run_phase(client, workload, clients, warmup).await;
-    let measured = run_phase(client, workload, clients, duration).await;
-    with_warmup_failures(warm, measured)
-}
-
-/// The measured phase, with the failures of its warm-up added so that none goes unreported.
-fn with_warmup_failures(warm: PhaseResult, mut measured: PhaseResult) -> PhaseResult {
-    measured.failures += warm.failures;
-    let room = FAILURE_SAMPLES.saturating_sub(warm.failure_samples.len());
-    let mut samples = warm.failure_samples;
-    samples.extend(measured.failure_samples.into_iter().take(room));
-    measured.failure_samples = samples;
-    measured
-}
-
 // ---- The report ----
 
 struct PhaseReport {
@@ -410,15 +270,6 @@ struct Context<'a> {
     work_dir: &'a Path,
     filesystem: &'a Filesystem,
     body_bytes: usize,
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|text| {
-            text.lines().find_map(|l| l.strip_prefix("model name")?.split_once(':').map(|(_, m)| m.trim().to_string()))
-        })
-        .unwrap_or_else(|| "unknown cpu".into())
 }
 
 fn print_report(ctx: &Context<'_>, fsync: &FsyncRates, phases: &[PhaseReport]) {

@@ -11,9 +11,10 @@ use serde_json::{json, Value};
 
 use crate::error::ApiError;
 use crate::fhir_http::{body_format, body_value, etag, instant, negotiate, parse_form, read_body, render_value, respond, return_preference, ReturnPreference};
+use crate::search::do_search;
 use crate::routes::{
     check_type, condition, do_conditional_delete, do_conditional_update, do_create, do_delete, do_history,
-    do_read, do_search, do_update, do_vread, find_one, if_none_exist_query, new_id, now_instant, prepare, AppState,
+    do_read, do_update, do_vread, find_one, if_none_exist_query, new_id, now_instant, prepare, AppState,
 };
 
 pub async fn handle(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {

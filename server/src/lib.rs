@@ -7,6 +7,7 @@ mod error;
 mod fhir_http;
 mod openapi;
 mod routes;
+mod search;
 mod settings;
 mod startup;
 mod telemetry;

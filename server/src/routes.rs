@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 use crate::error::{information_outcome, ApiError};
 use crate::fhir_http::{
     base_url, body_format, body_value, encode, if_match, instant, negotiate, query_params, read_body, render_resource, render_value,
-    respond, return_preference, strict_handling, ReturnPreference,
+    respond, return_preference, ReturnPreference,
 };
 
 /// Shared state of every worker.
@@ -39,17 +39,18 @@ pub(crate) fn route_table() -> Vec<(&'static str, Method, Route)> {
         ("/readyz", Method::GET, web::get().to(readyz)),
         ("/openapi.json", Method::GET, web::get().to(crate::openapi::serve)),
         ("/fhir", Method::POST, web::post().to(crate::bundle::handle)),
-        ("/fhir", Method::GET, web::get().to(search_system)),
+        ("/fhir", Method::GET, web::get().to(crate::search::search_system)),
+        ("/fhir/_search", Method::POST, web::post().to(crate::search::search_system_post)),
         ("/fhir/metadata", Method::GET, web::get().to(crate::capability::handle)),
         ("/fhir/_history", Method::GET, web::get().to(history_system)),
         ("/fhir/{type}/_history", Method::GET, web::get().to(history_type)),
-        ("/fhir/{type}/_search", Method::POST, web::post().to(search_post)),
+        ("/fhir/{type}/_search", Method::POST, web::post().to(crate::search::search_type_post)),
         ("/fhir/{type}/{id}/_history", Method::GET, web::get().to(history_instance)),
         ("/fhir/{type}/{id}/_history/{vid}", Method::GET, web::get().to(vread)),
         ("/fhir/{type}/{id}", Method::GET, web::get().to(read)),
         ("/fhir/{type}/{id}", Method::PUT, web::put().to(update)),
         ("/fhir/{type}/{id}", Method::DELETE, web::delete().to(delete)),
-        ("/fhir/{type}", Method::GET, web::get().to(search_type)),
+        ("/fhir/{type}", Method::GET, web::get().to(crate::search::search_type)),
         ("/fhir/{type}", Method::POST, web::post().to(create)),
         ("/fhir/{type}", Method::PUT, web::put().to(conditional_update)),
         ("/fhir/{type}", Method::DELETE, web::delete().to(conditional_delete)),
@@ -267,57 +268,6 @@ fn unexpected(outcome: Option<WriteOutcome>) -> ApiError {
 }
 
 
-/// A searchset Bundle for `query` with self and next links.
-pub(crate) async fn do_search(state: &AppState, base: &str, query: &SearchQuery) -> Result<Value, ApiError> {
-    let page = state.store.search(query).await?;
-    let path = match &query.resource_type {
-        Some(t) => format!("{base}/{t}"),
-        None => base.to_string(),
-    };
-    let mut applied: Vec<(String, String)> = query.applied.clone();
-    if !query.types.is_empty() && !applied.iter().any(|(k, _)| k == "_type") {
-        applied.push(("_type".into(), query.types.join(",")));
-    }
-    let link_query = |extra: Option<&str>| {
-        let mut parts: Vec<String> = applied.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect();
-        if !applied.iter().any(|(k, _)| k == "_count") {
-            parts.push(format!("_count={}", query.count));
-        }
-        if let Some(c) = extra {
-            parts.push(format!("_cursor={}", encode(c)));
-        }
-        format!("{path}?{}", parts.join("&"))
-    };
-    let mut links = vec![json!({"relation": "self", "url": link_query(query.cursor.as_deref())})];
-    if let Some(next) = &page.next_cursor {
-        links.push(json!({"relation": "next", "url": link_query(Some(next))}));
-    }
-    let mut entries = Vec::with_capacity(page.resources.len() + 1);
-    for r in &page.resources {
-        entries.push(json!({
-            "fullUrl": format!("{base}/{}/{}", r.resource_type, r.id),
-            "resource": body_value(r)?,
-            "search": {"mode": "match"},
-        }));
-    }
-    if !query.ignored.is_empty() {
-        let message = format!("ignored unknown search parameters: {}", query.ignored.join(", "));
-        let mut outcome = information_outcome(&message);
-        outcome["issue"][0]["severity"] = json!("warning");
-        outcome["issue"][0]["code"] = json!("not-supported");
-        entries.push(json!({"resource": outcome, "search": {"mode": "outcome"}}));
-    }
-    Ok(json!({
-        "resourceType": "Bundle",
-        "id": new_id(),
-        "meta": {"lastUpdated": now_instant()},
-        "type": "searchset",
-        "total": page.total,
-        "link": links,
-        "entry": entries,
-    }))
-}
-
 pub(crate) fn now_instant() -> String {
     instant(OffsetDateTime::now_utc())
 }
@@ -533,43 +483,6 @@ async fn conditional_delete(req: HttpRequest, path: web::Path<String>, state: St
         let neg = negotiate(&req)?;
         let deleted = do_conditional_delete(&state, &resource_type, &strip_format(req.query_string())).await?;
         delete_response(&neg, deleted)
-    }
-    .await;
-    respond(&req, result)
-}
-
-async fn run_search(req: &HttpRequest, state: &AppState, resource_type: Option<&str>, params: Vec<(String, String)>) -> Result<HttpResponse, ApiError> {
-    if let Some(t) = resource_type {
-        check_type(t)?;
-    }
-    let neg = negotiate(req)?;
-    let query = parse_search(resource_type, &params, strict_handling(req))?;
-    let bundle = do_search(state, &base_url(req), &query).await?;
-    render_value(StatusCode::OK, &neg, &bundle)
-}
-
-async fn search_type(req: HttpRequest, path: web::Path<String>, state: State) -> HttpResponse {
-    let params = query_params(&req);
-    let result = run_search(&req, &state, Some(&path.into_inner()), params).await;
-    respond(&req, result)
-}
-
-async fn search_system(req: HttpRequest, state: State) -> HttpResponse {
-    let params = query_params(&req);
-    let result = run_search(&req, &state, None, params).await;
-    respond(&req, result)
-}
-
-async fn search_post(req: HttpRequest, path: web::Path<String>, payload: web::Payload, state: State) -> HttpResponse {
-    let result = async {
-        let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-        if !content_type.starts_with("application/x-www-form-urlencoded") {
-            return Err(ApiError::UnsupportedMediaType(content_type.to_string()));
-        }
-        let body = read_body(&req, payload, state.max_body).await?;
-        let mut params = query_params(&req);
-        params.extend(crate::fhir_http::parse_form(&String::from_utf8_lossy(&body)));
-        run_search(&req, &state, Some(&path.into_inner()), params).await
     }
     .await;
     respond(&req, result)
