@@ -215,12 +215,46 @@ pub(super) fn expression(index: usize) -> Option<&'static Expression> {
         .as_ref()
 }
 
+/// The compiled relative expression of component `component` of composite row `index`,
+/// compiled once per process, evaluated from each item the row's own expression selects.
+pub(super) fn component_expression(index: usize, component: usize) -> Option<&'static Expression> {
+    static COMPILED: OnceLock<Vec<Vec<Option<Expression>>>> = OnceLock::new();
+    COMPILED
+        .get_or_init(|| {
+            SEARCH_PARAMETERS
+                .iter()
+                .map(|p| {
+                    p.components
+                        .iter()
+                        .map(|c| Expression::compile_relative(c.expression).ok())
+                        .collect()
+                })
+                .collect()
+        })
+        .get(index)?
+        .get(component)?
+        .as_ref()
+}
+
 /// Why row `def` does not work, or None when it does.
 pub(super) fn unsupported_reason(def: &SearchParamDef) -> Option<String> {
     if def.kind == ParamType::Special {
         return Some("special parameters are not supported".to_string());
     }
-    Expression::compile(def.expression).err()
+    if def.expression.trim().is_empty() {
+        return Some("the definition has no expression".to_string());
+    }
+    if let Err(e) = Expression::compile(def.expression) {
+        return Some(e);
+    }
+    if def.kind == ParamType::Composite && def.components.is_empty() {
+        return Some("composite parameter without components".to_string());
+    }
+    def.components.iter().find_map(|c| {
+        Expression::compile_relative(c.expression)
+            .err()
+            .map(|e| format!("component {}: {e}", c.name))
+    })
 }
 
 /// The code system implied for a plain code at `element_path` (`Patient.gender`), if any.
