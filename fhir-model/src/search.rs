@@ -10,10 +10,13 @@ use crate::ModelError;
 mod date;
 mod extract;
 mod fhirpath;
+mod number;
+mod quantity;
 mod query;
 mod reference;
 mod registry;
 mod text;
+mod ucum;
 
 /// Page size when the client gives no `_count`.
 pub const DEFAULT_PAGE_SIZE: usize = 20;
