@@ -196,33 +196,34 @@ impl<'a> Node<'a> {
 }
 
 impl Expression {
-    /// Compiles an expression whose every branch starts from a resource type, as the
-    /// SearchParameter `expression` of a non-component parameter does.
+    /// Compiles a parameter's expression, evaluated from the resource being indexed. Branches
+    /// normally start from a resource type (`Patient.name`); one that starts from an element
+    /// (`name | alias`, as R4 publishes InsurancePlan `name`) reads that element of the
+    /// resource, as FHIRPath does with the resource as context.
     pub(crate) fn compile(text: &str) -> Result<Expression, String> {
         let root = parse(text)?;
-        if !anchored(&root) {
-            return Err(format!(
-                "fhirpath expression {text:?} does not start from a resource type"
-            ));
+        if matches!(root, Expr::Literal(_)) {
+            return Err(format!("fhirpath expression {text:?} is a literal"));
         }
         Ok(Expression { root })
     }
 
     /// Compiles an expression evaluated from an item rather than a resource, as a composite
-    /// component's (`code`, `value.as(Quantity)`, `$this`).
+    /// component's (`code`, `value.as(Quantity)`, `$this`). The language is the same; the name
+    /// says which evaluation (`evaluate_from`) the caller means.
     pub(crate) fn compile_relative(text: &str) -> Result<Expression, String> {
-        Ok(Expression { root: parse(text)? })
+        Expression::compile(text)
     }
 
-    /// Whether some branch reads resources of `resource_type`. Only the registry's own check
-    /// needs to ask; evaluation filters branches itself.
-    #[cfg(test)]
+    /// Whether the expression can select anything from a resource of `resource_type`: some
+    /// branch starts from that type, `Resource`, `DomainResource`, or an element of the focus.
     pub(crate) fn applies_to(&self, resource_type: &str) -> bool {
-        let mut types = Vec::new();
-        root_types(&self.root, &mut types);
-        types
-            .iter()
-            .any(|t| *t == resource_type || *t == "Resource" || *t == "DomainResource")
+        let mut roots = Vec::new();
+        root_types(&self.root, &mut roots);
+        roots.iter().any(|root| match root {
+            None => true,
+            Some(t) => *t == resource_type || *t == "Resource" || *t == "DomainResource",
+        })
     }
 
     /// The items the expression selects in `resource`, which is of `resource_type`.
@@ -566,31 +567,14 @@ fn reference_type(value: &Value) -> Option<String> {
     })
 }
 
-/// Whether every branch of a top-level expression starts from a resource (a type name or
-/// `%resource`), as a parameter's own expression must.
-fn anchored(expr: &Expr) -> bool {
+/// The type each branch starts from: Some(type name), or None for a branch that starts from
+/// the focus itself (an element name, `$this`, `%resource`, a function).
+fn root_types<'e>(expr: &'e Expr, out: &mut Vec<Option<&'e str>>) {
     match expr {
         Expr::Path(path) => match &path.start {
-            Start::Type(_) | Start::Resource => true,
-            Start::Group(inner) => anchored(inner),
-            Start::Child(_) | Start::This | Start::Func(_) => false,
-        },
-        Expr::Literal(_) => false,
-        Expr::Union(members) => members.iter().all(anchored),
-        Expr::And(l, r) | Expr::Or(l, r) => anchored(l) && anchored(r),
-        Expr::Equals { left, right, .. } => {
-            anchored(left) && (matches!(right.as_ref(), Expr::Literal(_)) || anchored(right))
-        }
-    }
-}
-
-#[cfg(test)]
-fn root_types<'e>(expr: &'e Expr, out: &mut Vec<&'e str>) {
-    match expr {
-        Expr::Path(path) => match &path.start {
-            Start::Type(name) => out.push(name),
+            Start::Type(name) => out.push(Some(name)),
             Start::Group(inner) => root_types(inner, out),
-            _ => {}
+            Start::Child(_) | Start::This | Start::Resource | Start::Func(_) => out.push(None),
         },
         Expr::Literal(_) => {}
         Expr::Union(members) => members.iter().for_each(|m| root_types(m, out)),
@@ -1237,6 +1221,24 @@ mod tests {
     }
 
     #[test]
+    fn element_first_expressions_read_the_resource() {
+        let plan = json!({"name": "Gold", "alias": ["Au"]});
+        assert_eq!(
+            values("name | alias", "InsurancePlan", &plan),
+            vec![json!("Gold"), json!("Au")]
+        );
+        assert!(Expression::compile("name | alias")
+            .unwrap()
+            .applies_to("InsurancePlan"));
+        let typed = Expression::compile("(Patient.name as HumanName) | Person.name").unwrap();
+        assert!(typed.applies_to("Person") && typed.applies_to("Patient"));
+        assert!(!typed.applies_to("Practitioner"));
+        assert!(Expression::compile("Resource.id")
+            .unwrap()
+            .applies_to("Practitioner"));
+    }
+
+    #[test]
     fn string_literals_unescape() {
         let p = json!({"telecom": [{"system": "it's"}]});
         assert_eq!(
@@ -1247,13 +1249,12 @@ mod tests {
 
     #[test]
     fn unsupported_expressions_are_rejected() {
-        assert!(Expression::compile("name.given").is_err());
         assert!(Expression::compile("'abc'").is_err());
         assert!(Expression::compile("Patient.name.given.count() + 1").is_err());
         assert!(Expression::compile("Patient.name.memberOf('http://x')").is_err());
         assert!(Expression::compile("Patient.name.where(").is_err());
         assert!(Expression::compile("Patient.name)").is_err());
-        assert!(Expression::compile_relative("name.given").is_ok());
+        assert!(Expression::compile("name.given").is_ok());
         assert!(
             Expression::compile("(ActivityDefinition.useContext.value as CodeableConcept)").is_ok()
         );
