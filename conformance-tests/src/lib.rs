@@ -113,6 +113,25 @@ macro_rules! for_each_case {
             concurrency {
                 concurrent_if_match_updates_lose_nothing,
             }
+            search_examples {
+                strings,
+                tokens,
+                dates,
+                numbers_quantities,
+                references,
+                uris,
+                composites,
+                common,
+                chains,
+                has,
+                or_and,
+                includes,
+                sort_paging,
+                result_control,
+                post_and_system,
+                errors,
+                capability,
+            }
         }
     };
 }
@@ -134,6 +153,7 @@ mod errors;
 mod formats;
 mod history;
 mod search;
+mod search_examples;
 mod validation;
 
 pub use ctx::{Ctx, Reply};
