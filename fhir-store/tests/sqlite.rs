@@ -96,7 +96,7 @@ async fn schema_is_wal_and_idempotent() {
     let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&mut conn).await.expect("journal mode");
     assert_eq!(mode, "wal");
     let versions: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_version").fetch_all(&mut conn).await.expect("version");
-    assert_eq!(versions, vec![1]);
+    assert_eq!(versions, vec![2]);
     conn.close().await.expect("close");
     store.ping().await.expect("ping");
     store.close().await;

@@ -54,6 +54,8 @@ pub struct SqliteStore {
     commands: mpsc::Sender<Command>,
     counters: Arc<Counters>,
     writer: JoinHandle<()>,
+    /// Match lists of sorted searches, for their later pages.
+    snapshots: search::Snapshots,
 }
 
 impl SqliteStore {
@@ -101,7 +103,7 @@ impl SqliteStore {
         let counters = Arc::new(Counters::default());
         let writer = Writer::new(conn, receiver, max_batch, counters.clone(), last_ms.unwrap_or(0));
         let writer = tokio::spawn(writer.run());
-        Ok(SqliteStore { readers, commands, counters, writer })
+        Ok(SqliteStore { readers, commands, counters, writer, snapshots: search::Snapshots::default() })
     }
 
     /// Stops the writer after the requests already queued and closes every connection.
@@ -157,7 +159,8 @@ pub(super) fn instant_from_ms(ms: i64) -> Result<OffsetDateTime, StoreError> {
         .map_err(|e| StoreError::backend("timestamp out of range", e))
 }
 
-/// A row of `resources`: resource_type, id, version, last_updated, deleted, body, seq.
+/// A row of `resources` joined with its current version's body: resource_type, id, version,
+/// last_updated, deleted, body, seq.
 pub(super) fn current_from_row(row: &SqliteRow) -> Result<StoredResource, StoreError> {
     let get = backend("decode resource row");
     Ok(StoredResource {
@@ -208,8 +211,9 @@ impl ResourceStore for SqliteStore {
 
     async fn read(&self, resource_type: &str, id: &str) -> Result<Option<StoredResource>, StoreError> {
         let row = sqlx::query(
-            "SELECT resource_type, id, version, last_updated, deleted, body, seq FROM resources \
-             WHERE resource_type = ? AND id = ?",
+            "SELECT r.resource_type, r.id, r.version, r.last_updated, r.deleted, v.body, r.seq \
+             FROM resources AS r CROSS JOIN versions AS v ON v.seq = r.seq \
+             WHERE r.resource_type = ? AND r.id = ?",
         )
         .bind(resource_type)
         .bind(id)
@@ -312,7 +316,7 @@ impl ResourceStore for SqliteStore {
     async fn search(&self, query: &SearchQuery) -> Result<SearchPage, StoreError> {
         // One read transaction, so the page and the total come from the same snapshot.
         let mut tx = self.readers.begin().await.map_err(backend("begin search read"))?;
-        let page = search::execute(&mut tx, query).await?;
+        let page = search::execute(&mut tx, Some(&self.snapshots), query).await?;
         tx.commit().await.map_err(backend("end search read"))?;
         Ok(page)
     }

@@ -5,10 +5,20 @@
 //! savepoint (a failing request is rolled back alone and gets its own error), commits once and
 //! only then answers everybody. Concurrent writers therefore share one fsync, and nobody is
 //! told "done" before the data is durable.
+//!
+//! Per version the writer runs three statements (read the current row, insert the version,
+//! insert or update the `resources` row, whose `seq` change makes a trigger drop the old index
+//! rows); the index rows of every op of a request are collected and inserted at the end of the
+//! request with one multi-row `INSERT` per index table, so a transaction bundle of a thousand
+//! creates costs a few dozen index statements, not thousands. Parameter names are interned
+//! through an in-memory cache of `params`, cleared whenever a savepoint is rolled back (the
+//! rows it inserted are gone then).
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+
+use std::collections::HashMap;
 
 use fhir_model::{IndexEntry, IndexValue};
 use serde_json::{Map, Value};
@@ -17,6 +27,7 @@ use time::macros::format_description;
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
+use super::search::Bind;
 use super::{backend, instant_from_ms, search};
 use crate::{ChangeKind, StoreError, StoredResource, WriteOp, WriteOutcome};
 
@@ -67,6 +78,7 @@ pub(super) struct Writer {
     commands: mpsc::Receiver<Command>,
     max_batch: usize,
     counters: Arc<Counters>,
+    params: ParamCache,
     /// Epoch milliseconds of the last batch. Time handed out never goes backwards, which keeps
     /// `last_updated` ordered like `seq` (history's `since` relies on it).
     last_ms: i64,
@@ -80,7 +92,7 @@ impl Writer {
         counters: Arc<Counters>,
         last_ms: i64,
     ) -> Self {
-        Writer { conn, commands, max_batch, counters, last_ms }
+        Writer { conn, commands, max_batch, counters, params: ParamCache::default(), last_ms }
     }
 
     pub(super) async fn run(mut self) {
@@ -122,6 +134,7 @@ impl Writer {
                     // The connection cannot tell us which savepoints survived; give up the batch.
                     tracing::error!(%error, "sqlite write batch aborted");
                     let _ = exec(&mut self.conn, "ROLLBACK").await;
+                    self.params.clear();
                     return failed_batch(count, "write batch aborted", Arc::new(error));
                 }
             }
@@ -129,6 +142,7 @@ impl Writer {
         if let Err(error) = exec(&mut self.conn, "COMMIT").await {
             tracing::error!(%error, "sqlite commit failed");
             let _ = exec(&mut self.conn, "ROLLBACK").await;
+            self.params.clear();
             return failed_batch(count, "commit write transaction", Arc::new(error));
         }
         self.counters.commits.fetch_add(1, Ordering::Relaxed);
@@ -144,11 +158,12 @@ impl Writer {
     ) -> Result<Result<Vec<WriteOutcome>, StoreError>, sqlx::Error> {
         exec(&mut self.conn, "SAVEPOINT request").await?;
         let result = match request {
-            Request::Write(ops) => apply_ops(&mut self.conn, ops, now).await,
+            Request::Write(ops) => apply_ops(&mut self.conn, &mut self.params, ops, now).await,
             Request::SaveCheckpoint { consumer, seq } => save_checkpoint(&mut self.conn, &consumer, seq).await,
         };
         if result.is_err() {
             exec(&mut self.conn, "ROLLBACK TO request").await?;
+            self.params.clear();
         }
         exec(&mut self.conn, "RELEASE request").await?;
         Ok(result)
@@ -200,17 +215,25 @@ async fn save_checkpoint(conn: &mut SqliteConnection, consumer: &str, seq: u64) 
     Ok(Vec::new())
 }
 
-async fn apply_ops(conn: &mut SqliteConnection, ops: Vec<WriteOp>, now: &Timestamp) -> Result<Vec<WriteOutcome>, StoreError> {
+async fn apply_ops(
+    conn: &mut SqliteConnection,
+    params: &mut ParamCache,
+    ops: Vec<WriteOp>,
+    now: &Timestamp,
+) -> Result<Vec<WriteOutcome>, StoreError> {
+    let mut pending = PendingIndex::default();
     let mut outcomes = Vec::with_capacity(ops.len());
     for op in ops {
-        outcomes.push(apply_op(conn, op, now).await?);
+        outcomes.push(apply_op(conn, params, &mut pending, op, now).await?);
     }
+    pending.flush(conn).await?;
     Ok(outcomes)
 }
 
 /// The current version of a resource as far as writing is concerned.
 #[derive(Clone, Copy)]
 struct Current {
+    rid: i64,
     version: i64,
     deleted: bool,
 }
@@ -221,15 +244,26 @@ impl Current {
     }
 }
 
-async fn apply_op(conn: &mut SqliteConnection, op: WriteOp, now: &Timestamp) -> Result<WriteOutcome, StoreError> {
+async fn apply_op(
+    conn: &mut SqliteConnection,
+    params: &mut ParamCache,
+    pending: &mut PendingIndex,
+    op: WriteOp,
+    now: &Timestamp,
+) -> Result<WriteOutcome, StoreError> {
     match op {
         WriteOp::Create { resource_type, id, body, if_none_exist } => {
             if let Some(mut query) = if_none_exist {
                 // Searched inside this transaction, so earlier writes of the batch count and no
                 // other writer can slip in between the check and the create.
+                pending.flush(conn).await?;
                 query.count = 1;
                 query.cursor = None;
-                let page = search::execute(conn, &query).await?;
+                query.sort.clear();
+                query.includes.clear();
+                query.revincludes.clear();
+                query.total = fhir_model::TotalMode::Accurate;
+                let page = search::execute(conn, None, &query).await?;
                 match (page.total.unwrap_or(0), page.resources.into_iter().next()) {
                     (0, _) => {}
                     (1, Some(existing)) => return Ok(WriteOutcome::Existing(existing)),
@@ -243,21 +277,17 @@ async fn apply_op(conn: &mut SqliteConnection, op: WriteOp, now: &Timestamp) -> 
             if Current::live(current) {
                 return Err(StoreError::AlreadyExists { resource_type, id });
             }
-            let stored = write_version(conn, &resource_type, &id, current, ChangeKind::Create, Some(body), now).await?;
+            let write = VersionWrite { resource_type: &resource_type, id: &id, current, kind: ChangeKind::Create, body: Some(body) };
+            let stored = write_version(conn, params, pending, write, now).await?;
             Ok(WriteOutcome::Created(stored))
         }
         WriteOp::Update { resource_type, id, body, expected_version } => {
             let current = current(conn, &resource_type, &id).await?;
             check_expected(&resource_type, &id, expected_version, current)?;
-            if Current::live(current) {
-                let stored =
-                    write_version(conn, &resource_type, &id, current, ChangeKind::Update, Some(body), now).await?;
-                Ok(WriteOutcome::Updated(stored))
-            } else {
-                let stored =
-                    write_version(conn, &resource_type, &id, current, ChangeKind::Create, Some(body), now).await?;
-                Ok(WriteOutcome::Created(stored))
-            }
+            let kind = if Current::live(current) { ChangeKind::Update } else { ChangeKind::Create };
+            let write = VersionWrite { resource_type: &resource_type, id: &id, current, kind, body: Some(body) };
+            let stored = write_version(conn, params, pending, write, now).await?;
+            Ok(if kind == ChangeKind::Update { WriteOutcome::Updated(stored) } else { WriteOutcome::Created(stored) })
         }
         WriteOp::Delete { resource_type, id, expected_version } => {
             let current = current(conn, &resource_type, &id).await?;
@@ -265,14 +295,15 @@ async fn apply_op(conn: &mut SqliteConnection, op: WriteOp, now: &Timestamp) -> 
             if !Current::live(current) {
                 return Ok(WriteOutcome::Deleted(None));
             }
-            let stored = write_version(conn, &resource_type, &id, current, ChangeKind::Delete, None, now).await?;
+            let write = VersionWrite { resource_type: &resource_type, id: &id, current, kind: ChangeKind::Delete, body: None };
+            let stored = write_version(conn, params, pending, write, now).await?;
             Ok(WriteOutcome::Deleted(Some(stored)))
         }
     }
 }
 
 async fn current(conn: &mut SqliteConnection, resource_type: &str, id: &str) -> Result<Option<Current>, StoreError> {
-    let row = sqlx::query("SELECT version, deleted FROM resources WHERE resource_type = ? AND id = ?")
+    let row = sqlx::query("SELECT rid, version, deleted FROM resources WHERE resource_type = ? AND id = ?")
         .bind(resource_type)
         .bind(id)
         .fetch_optional(conn)
@@ -280,7 +311,11 @@ async fn current(conn: &mut SqliteConnection, resource_type: &str, id: &str) -> 
         .map_err(backend("read current version"))?;
     row.map(|row| {
         let get = backend("decode current version");
-        Ok(Current { version: row.try_get("version").map_err(&get)?, deleted: row.try_get("deleted").map_err(&get)? })
+        Ok(Current {
+            rid: row.try_get("rid").map_err(&get)?,
+            version: row.try_get("version").map_err(&get)?,
+            deleted: row.try_get("deleted").map_err(&get)?,
+        })
     })
     .transpose()
 }
@@ -300,17 +335,25 @@ fn check_expected(
     }
 }
 
-/// Writes the next version of a resource (a tombstone when `body` is None): the history row,
-/// the current row and the search index of the new current version.
-async fn write_version(
-    conn: &mut SqliteConnection,
-    resource_type: &str,
-    id: &str,
+/// The next version of one resource; a tombstone when `body` is None.
+struct VersionWrite<'a> {
+    resource_type: &'a str,
+    id: &'a str,
     current: Option<Current>,
     kind: ChangeKind,
     body: Option<Value>,
+}
+
+/// Writes the next version of a resource: the history row, the current row, and (queued in
+/// `pending`) the search index of the new current version.
+async fn write_version(
+    conn: &mut SqliteConnection,
+    params: &mut ParamCache,
+    pending: &mut PendingIndex,
+    write: VersionWrite<'_>,
     now: &Timestamp,
 ) -> Result<StoredResource, StoreError> {
+    let VersionWrite { resource_type, id, current, kind, body } = write;
     let version = match current {
         None => 1,
         Some(c) => c.version.checked_add(1).ok_or_else(|| StoreError::Backend {
@@ -345,47 +388,39 @@ async fn write_version(
     .fetch_one(&mut *conn)
     .await
     .map_err(backend("insert version"))?;
-    sqlx::query(
-        "INSERT INTO resources (resource_type, id, version, last_updated, deleted, body, seq) \
-         VALUES (?, ?, ?, ?, ?, ?, ?) \
-         ON CONFLICT (resource_type, id) DO UPDATE SET version = excluded.version, \
-         last_updated = excluded.last_updated, deleted = excluded.deleted, body = excluded.body, seq = excluded.seq",
-    )
-    .bind(resource_type)
-    .bind(id)
-    .bind(version)
-    .bind(now.ms)
-    .bind(bytes.is_none())
-    .bind(bytes.as_deref())
-    .bind(seq)
-    .execute(&mut *conn)
-    .await
-    .map_err(backend("write current version"))?;
-
-    // The index describes the current live version only: a tombstone or a re-create after
-    // one has no rows to replace, an update replaces the previous version's rows.
-    if Current::live(current) {
-        for sql in [
-            "DELETE FROM idx_string WHERE resource_type = ? AND id = ?",
-            "DELETE FROM idx_token WHERE resource_type = ? AND id = ?",
-            "DELETE FROM idx_date WHERE resource_type = ? AND id = ?",
-            "DELETE FROM idx_reference WHERE resource_type = ? AND id = ?",
-        ] {
-            sqlx::query(sql)
-                .bind(resource_type)
-                .bind(id)
+    let rid = match current {
+        // The new `seq` fires `resources_reindex`, which drops the previous version's rows.
+        Some(current) => {
+            sqlx::query("UPDATE resources SET version = ?, last_updated = ?, deleted = ?, seq = ? WHERE rid = ?")
+                .bind(version)
+                .bind(now.ms)
+                .bind(bytes.is_none())
+                .bind(seq)
+                .bind(current.rid)
                 .execute(&mut *conn)
                 .await
-                .map_err(backend("remove index rows"))?;
+                .map_err(backend("write current version"))?;
+            current.rid
         }
-    }
-    insert_index_entries(conn, resource_type, id, entries).await?;
-    if current.is_none() {
-        sqlx::query("INSERT OR IGNORE INTO known_types (resource_type) VALUES (?)")
-            .bind(resource_type)
-            .execute(&mut *conn)
-            .await
-            .map_err(backend("record resource type"))?;
+        None => sqlx::query_scalar(
+            "INSERT INTO resources (resource_type, id, version, last_updated, deleted, seq) \
+             VALUES (?, ?, ?, ?, ?, ?) RETURNING rid",
+        )
+        .bind(resource_type)
+        .bind(id)
+        .bind(version)
+        .bind(now.ms)
+        .bind(bytes.is_none())
+        .bind(seq)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(backend("insert resource"))?,
+    };
+    // Rows queued for an earlier version of the same resource in this request are stale now.
+    pending.forget(rid);
+    for entry in entries {
+        let pid = params.pid(conn, resource_type, &entry.param).await?;
+        pending.push(pid, rid, entry.value);
     }
 
     Ok(StoredResource {
@@ -430,64 +465,164 @@ fn extract_index(resource_type: &str, body: &Value) -> Result<Vec<IndexEntry>, S
     })
 }
 
-/// Inserts a version's index rows with one multi-row INSERT per index table: every statement
-/// is a round trip to SQLite's worker thread, and the single writer's per-write cost bounds
-/// the throughput of every client.
-async fn insert_index_entries(
-    conn: &mut SqliteConnection,
-    resource_type: &str,
-    id: &str,
-    entries: Vec<IndexEntry>,
-) -> Result<(), StoreError> {
-    let (mut strings, mut tokens, mut dates, mut references) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for entry in entries {
-        match entry.value {
-            IndexValue::String { normalized, exact } => strings.push((entry.param, normalized, exact)),
-            IndexValue::Token { system, code } => tokens.push((entry.param, system, code)),
-            IndexValue::Date { lo, hi } => dates.push((entry.param, lo, hi)),
-            IndexValue::Reference { target_type, target_id, url } => references.push((entry.param, target_type, target_id, url)),
-            _ => {}
+/// The writer's copy of `params`: (resource type, name) → pid.
+#[derive(Default)]
+pub(super) struct ParamCache {
+    pids: HashMap<(String, String), i64>,
+}
+
+impl ParamCache {
+    /// Forgets everything; called when a rollback may have removed rows this cache saw inserted.
+    fn clear(&mut self) {
+        self.pids.clear();
+    }
+
+    async fn pid(&mut self, conn: &mut SqliteConnection, resource_type: &str, name: &str) -> Result<i64, StoreError> {
+        let key = (resource_type.to_string(), name.to_string());
+        if let Some(pid) = self.pids.get(&key) {
+            return Ok(*pid);
+        }
+        let existing: Option<i64> = sqlx::query_scalar("SELECT pid FROM params WHERE name = ? AND resource_type = ?")
+            .bind(name)
+            .bind(resource_type)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(backend("read parameter id"))?;
+        let pid = match existing {
+            Some(pid) => pid,
+            None => sqlx::query_scalar("INSERT INTO params (resource_type, name) VALUES (?, ?) RETURNING pid")
+                .bind(resource_type)
+                .bind(name)
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(backend("record parameter"))?,
+        };
+        self.pids.insert(key, pid);
+        Ok(pid)
+    }
+}
+
+/// One composite component in the fixed columns `cN_a, cN_b, cN_c, cN_lo, cN_hi` of
+/// `idx_composite`; `search.rs` reads them back with the same layout.
+pub(super) fn component_columns(value: &IndexValue) -> (String, String, String, f64, f64) {
+    let text = |s: &Option<String>| s.clone().unwrap_or_default();
+    let none = String::new;
+    match value {
+        IndexValue::String { normalized, exact } => (normalized.clone(), exact.clone(), none(), 0.0, 0.0),
+        IndexValue::Token { system, code } => (text(system), code.clone(), none(), 0.0, 0.0),
+        IndexValue::TokenText { normalized } => (normalized.clone(), none(), none(), 0.0, 0.0),
+        IndexValue::IdentifierOfType { type_system, type_code, value } => {
+            (text(type_system), type_code.clone(), value.clone(), 0.0, 0.0)
+        }
+        // Epoch milliseconds are exact in an f64 up to 2^53 (year 287,396); the open ends of a
+        // period (i64::MIN/MAX) stay below/above every real instant.
+        IndexValue::Date { lo, hi } => (none(), none(), none(), *lo as f64, *hi as f64),
+        IndexValue::Number { lo, hi } => (none(), none(), none(), *lo, *hi),
+        IndexValue::Quantity { system, code, unit, lo, hi } => (text(system), text(code), text(unit), *lo, *hi),
+        IndexValue::Reference { target_type, target_id, url } => (text(target_type), target_id.clone(), url.clone(), 0.0, 0.0),
+        IndexValue::ReferenceIdentifier { system, value } => (text(system), value.clone(), none(), 0.0, 0.0),
+        IndexValue::Uri(value) => (none(), value.clone(), none(), 0.0, 0.0),
+        IndexValue::Composite(_) => (none(), none(), none(), 0.0, 0.0),
+    }
+}
+
+/// The most components a composite tuple keeps (R4's largest composites have three).
+pub(super) const MAX_COMPONENTS: usize = 3;
+
+/// The index rows of one request, by table, inserted together at its end (or before a
+/// conditional create's search, which must see them).
+#[derive(Default)]
+struct PendingIndex {
+    /// Per table (in `TABLES` order): rows of binds, `rid` first.
+    rows: [Vec<Vec<Bind>>; TABLES.len()],
+    /// The rids with queued rows.
+    rids: std::collections::HashSet<i64>,
+}
+
+/// Each index table with its columns, `rid` first; the order `PendingIndex::push` fills.
+const TABLES: [(&str, &str); 11] = [
+    ("idx_string", "rid, pid, normalized, exact"),
+    ("idx_token", "rid, pid, system, code"),
+    ("idx_token_text", "rid, pid, normalized"),
+    ("idx_of_type", "rid, pid, type_system, type_code, value"),
+    ("idx_date", "rid, pid, lo, hi"),
+    ("idx_number", "rid, pid, lo, hi"),
+    ("idx_quantity", "rid, pid, system, code, unit, lo, hi"),
+    ("idx_reference", "rid, pid, target_type, target_id, url"),
+    ("idx_reference_identifier", "rid, pid, system, value"),
+    ("idx_uri", "rid, pid, value"),
+    (
+        "idx_composite",
+        "rid, pid, c1_a, c1_b, c1_c, c1_lo, c1_hi, c2_a, c2_b, c2_c, c2_lo, c2_hi, c3_a, c3_b, c3_c, c3_lo, c3_hi",
+    ),
+];
+
+/// SQLite's default limit on bound parameters per statement is 32766.
+const MAX_BINDS: usize = 32_000;
+
+impl PendingIndex {
+    fn forget(&mut self, rid: i64) {
+        if !self.rids.remove(&rid) {
+            return;
+        }
+        for rows in &mut self.rows {
+            rows.retain(|row| row.first() != Some(&Bind::Int(rid)));
         }
     }
-    let rows = |n: usize, width: usize| vec![format!("({})", vec!["?"; width].join(", ")); n].join(", ");
-    if !strings.is_empty() {
-        let sql = format!("INSERT INTO idx_string (resource_type, id, param, normalized, exact) VALUES {}", rows(strings.len(), 5));
-        // Only placeholders are generated here; every value is bound.
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (param, normalized, exact) in strings {
-            query = query.bind(resource_type).bind(id).bind(param).bind(normalized).bind(exact);
-        }
-        query.execute(&mut *conn).await.map_err(backend("insert index rows"))?;
+
+    fn push(&mut self, pid: i64, rid: i64, value: IndexValue) {
+        let text = |s: String| Bind::Text(s);
+        let opt = |s: Option<String>| Bind::Text(s.unwrap_or_default());
+        let (table, values) = match value {
+            IndexValue::String { normalized, exact } => (0, vec![text(normalized), text(exact)]),
+            IndexValue::Token { system, code } => (1, vec![opt(system), text(code)]),
+            IndexValue::TokenText { normalized } => (2, vec![text(normalized)]),
+            IndexValue::IdentifierOfType { type_system, type_code, value } => {
+                (3, vec![opt(type_system), text(type_code), text(value)])
+            }
+            IndexValue::Date { lo, hi } => (4, vec![Bind::Int(lo), Bind::Int(hi)]),
+            IndexValue::Number { lo, hi } => (5, vec![Bind::Real(lo), Bind::Real(hi)]),
+            IndexValue::Quantity { system, code, unit, lo, hi } => {
+                (6, vec![opt(system), opt(code), opt(unit), Bind::Real(lo), Bind::Real(hi)])
+            }
+            IndexValue::Reference { target_type, target_id, url } => (7, vec![opt(target_type), text(target_id), text(url)]),
+            IndexValue::ReferenceIdentifier { system, value } => (8, vec![opt(system), text(value)]),
+            IndexValue::Uri(value) => (9, vec![text(value)]),
+            IndexValue::Composite(components) => {
+                let mut values = Vec::with_capacity(5 * MAX_COMPONENTS);
+                for i in 0..MAX_COMPONENTS {
+                    let (a, b, c, lo, hi) = components.get(i).map(component_columns).unwrap_or_default();
+                    values.extend([text(a), text(b), text(c), Bind::Real(lo), Bind::Real(hi)]);
+                }
+                (10, values)
+            }
+        };
+        let mut row = Vec::with_capacity(values.len() + 2);
+        row.push(Bind::Int(rid));
+        row.push(Bind::Int(pid));
+        row.extend(values);
+        self.rows[table].push(row);
+        self.rids.insert(rid);
     }
-    if !tokens.is_empty() {
-        let sql = format!("INSERT INTO idx_token (resource_type, id, param, system, code) VALUES {}", rows(tokens.len(), 5));
-        // Only placeholders are generated here; every value is bound.
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (param, system, code) in tokens {
-            query = query.bind(resource_type).bind(id).bind(param).bind(system).bind(code);
+
+    /// Inserts everything queued, one multi-row `INSERT` per table (split only past SQLite's
+    /// bind limit): every statement is a round trip to SQLite's worker thread, and the single
+    /// writer's per-write cost bounds the throughput of every client.
+    async fn flush(&mut self, conn: &mut SqliteConnection) -> Result<(), StoreError> {
+        for (rows, (table, columns)) in self.rows.iter_mut().zip(TABLES) {
+            let Some(width) = rows.first().map(Vec::len) else { continue };
+            for chunk in rows.chunks(MAX_BINDS / width) {
+                let placeholders = format!("({})", vec!["?"; width].join(", "));
+                let values = vec![placeholders.as_str(); chunk.len()].join(", ");
+                // Identical rows (the same value reached twice) collapse on the primary key.
+                let mut sql = search::Sql::default();
+                sql.push(&format!("INSERT OR IGNORE INTO {table} ({columns}) VALUES {values}"));
+                sql.binds.extend(chunk.iter().flatten().cloned());
+                sql.query().execute(&mut *conn).await.map_err(backend("insert index rows"))?;
+            }
+            rows.clear();
         }
-        query.execute(&mut *conn).await.map_err(backend("insert index rows"))?;
+        self.rids.clear();
+        Ok(())
     }
-    if !dates.is_empty() {
-        let sql = format!("INSERT INTO idx_date (resource_type, id, param, lo, hi) VALUES {}", rows(dates.len(), 5));
-        // Only placeholders are generated here; every value is bound.
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (param, lo, hi) in dates {
-            query = query.bind(resource_type).bind(id).bind(param).bind(lo).bind(hi);
-        }
-        query.execute(&mut *conn).await.map_err(backend("insert index rows"))?;
-    }
-    if !references.is_empty() {
-        let sql = format!(
-            "INSERT INTO idx_reference (resource_type, id, param, target_type, target_id, url) VALUES {}",
-            rows(references.len(), 6)
-        );
-        // Only placeholders are generated here; every value is bound.
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (param, target_type, target_id, url) in references {
-            query = query.bind(resource_type).bind(id).bind(param).bind(target_type).bind(target_id).bind(url);
-        }
-        query.execute(&mut *conn).await.map_err(backend("insert index rows"))?;
-    }
-    Ok(())
 }
