@@ -34,18 +34,12 @@ impl Ctx {
             .timeout(REQUEST_TIMEOUT)
             .build()
             .map_err(|e| CaseFailure::new(format!("cannot build the http client: {e}")))?;
-        Ok(Ctx {
-            base: base_url.trim_end_matches('/').to_string(),
-            client,
-            corpus_dir: corpus_dir.into(),
-        })
+        Ok(Ctx { base: base_url.trim_end_matches('/').to_string(), client, corpus_dir: corpus_dir.into() })
     }
 
     /// The corpus shipped with this crate: the official R4 examples in `corpus/r4-examples`.
     pub fn default_corpus_dir() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("corpus")
-            .join("r4-examples")
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus").join("r4-examples")
     }
 
     pub fn base(&self) -> &str {
@@ -95,13 +89,7 @@ impl Ctx {
 
     /// A request that accepts FHIR JSON unless told otherwise.
     pub(crate) fn request(&self, method: Method, path: &str) -> Req<'_> {
-        Req {
-            ctx: self,
-            method,
-            url: self.url(path),
-            headers: vec![("Accept".into(), FHIR_JSON.into())],
-            body: None,
-        }
+        Req { ctx: self, method, url: self.url(path), headers: vec![("Accept".into(), FHIR_JSON.into())], body: None }
     }
 }
 
@@ -153,22 +141,14 @@ impl Req<'_> {
             builder = builder.body(body);
         }
         let what = format!("{} {}", self.method, self.url);
-        let response = builder
-            .send()
-            .await
-            .map_err(|e| CaseFailure::new(format!("{what}: request failed: {e:#}")))?;
+        let response = builder.send().await.map_err(|e| CaseFailure::new(format!("{what}: request failed: {e:#}")))?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let body = response.bytes().await.map_err(|e| {
-            CaseFailure::new(format!("{what} → {status}: cannot read the body: {e:#}"))
-        })?;
-        Ok(Reply {
-            method: self.method.to_string(),
-            url: self.url,
-            status,
-            headers,
-            body: body.to_vec(),
-        })
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| CaseFailure::new(format!("{what} → {status}: cannot read the body: {e:#}")))?;
+        Ok(Reply { method: self.method.to_string(), url: self.url, status, headers, body: body.to_vec() })
     }
 }
 
@@ -211,11 +191,7 @@ impl Reply {
 
     /// A failure that names the request and quotes the body.
     pub fn failure(&self, what: impl std::fmt::Display) -> CaseFailure {
-        CaseFailure::new(format!(
-            "{}: {what}; body: {}",
-            self.request_line(),
-            self.excerpt()
-        ))
+        CaseFailure::new(format!("{}: {what}; body: {}", self.request_line(), self.excerpt()))
     }
 
     /// Fails unless the status is `expected`.
@@ -229,18 +205,13 @@ impl Reply {
             Ok(self)
         } else {
             let wanted: Vec<String> = expected.iter().map(u16::to_string).collect();
-            Err(self.failure(format!(
-                "expected status {}, got {}",
-                wanted.join(" or "),
-                self.status
-            )))
+            Err(self.failure(format!("expected status {}, got {}", wanted.join(" or "), self.status)))
         }
     }
 
     /// The body as JSON.
     pub fn json(&self) -> Result<Value, CaseFailure> {
-        serde_json::from_slice(&self.body)
-            .map_err(|e| self.failure(format!("body is not JSON ({e})")))
+        serde_json::from_slice(&self.body).map_err(|e| self.failure(format!("body is not JSON ({e})")))
     }
 
     /// The body as a JSON resource of `resource_type`.
@@ -248,9 +219,7 @@ impl Reply {
         let value = self.json()?;
         match value["resourceType"].as_str() {
             Some(t) if t == resource_type => Ok(value),
-            other => Err(self.failure(format!(
-                "expected a {resource_type} body, got resourceType {other:?}"
-            ))),
+            other => Err(self.failure(format!("expected a {resource_type} body, got resourceType {other:?}"))),
         }
     }
 
@@ -272,18 +241,13 @@ impl Reply {
     pub fn expect_content_type(&self, fragment: &str) -> CaseResult {
         match self.header("content-type") {
             Some(ct) if ct.to_ascii_lowercase().contains(fragment) => Ok(()),
-            other => Err(self.failure(format!(
-                "expected a Content-Type containing {fragment}, got {other:?}"
-            ))),
+            other => Err(self.failure(format!("expected a Content-Type containing {fragment}, got {other:?}"))),
         }
     }
 
     /// The version in a weak ETag `W/"3"`, failing when the header is absent or malformed.
     pub fn etag_version(&self) -> Result<String, CaseFailure> {
-        let etag = self
-            .header("etag")
-            .ok_or_else(|| self.failure("no ETag header"))?;
-        crate::fhir::etag_version(etag)
-            .ok_or_else(|| self.failure(format!("ETag {etag:?} is not of the form W/\"n\"")))
+        let etag = self.header("etag").ok_or_else(|| self.failure("no ETag header"))?;
+        crate::fhir::etag_version(etag).ok_or_else(|| self.failure(format!("ETag {etag:?} is not of the form W/\"n\"")))
     }
 }

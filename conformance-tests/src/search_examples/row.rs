@@ -34,11 +34,7 @@ pub struct Row {
 }
 
 /// A search expected to succeed with exactly `matches`.
-pub const fn found(
-    what: &'static str,
-    request: &'static str,
-    matches: &'static [&'static str],
-) -> Row {
+pub const fn found(what: &'static str, request: &'static str, matches: &'static [&'static str]) -> Row {
     Row {
         what,
         request,
@@ -54,10 +50,7 @@ pub const fn found(
 
 /// A search expected to fail with `status` and an OperationOutcome.
 pub const fn refused(what: &'static str, request: &'static str, status: u16) -> Row {
-    Row {
-        status,
-        ..found(what, request, &[])
-    }
+    Row { status, ..found(what, request, &[]) }
 }
 
 impl Row {
@@ -66,37 +59,22 @@ impl Row {
     }
 
     pub const fn in_order(self) -> Row {
-        Row {
-            ordered: true,
-            ..self
-        }
+        Row { ordered: true, ..self }
     }
 
     pub const fn total(self, total: u64) -> Row {
-        Row {
-            total: Total::Exactly(total),
-            ..self
-        }
+        Row { total: Total::Exactly(total), ..self }
     }
 
     pub const fn without_total(self) -> Row {
-        Row {
-            total: Total::Absent,
-            ..self
-        }
+        Row { total: Total::Absent, ..self }
     }
 
     pub const fn mentioning(self, text: &'static str) -> Row {
-        Row {
-            outcome_mentions: Some(text),
-            ..self
-        }
+        Row { outcome_mentions: Some(text), ..self }
     }
 
     pub const fn strict(self) -> Row {
-        Row {
-            strict: true,
-            ..self
-        }
+        Row { strict: true, ..self }
     }
 }
