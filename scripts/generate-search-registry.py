@@ -54,14 +54,20 @@ PARAM_TYPES = {
 DATATYPE_DEPTH = 3
 
 
-def fetch_package():
-    """Runs `npm pack` into a temporary directory and returns the extracted package folder."""
-    tmp = tempfile.mkdtemp(prefix="fhir-r4-")
+def fetch_package(tmp):
+    """Runs `npm pack` in `tmp` and returns the extracted package folder."""
     subprocess.run(
-        ["npm", "pack", f"{PACKAGE}@{VERSION}"], cwd=tmp, check=True, stdout=subprocess.DEVNULL
+        ["npm", "pack", "--loglevel=warn", f"{PACKAGE}@{VERSION}"],
+        cwd=tmp,
+        check=True,
+        stdout=subprocess.DEVNULL,
     )
     with tarfile.open(os.path.join(tmp, f"{PACKAGE}-{VERSION}.tgz")) as tar:
-        tar.extractall(tmp, filter="data")
+        # The "data" filter refuses absolute paths and links out of the folder (Python 3.12+).
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(tmp, filter="data")
+        else:
+            tar.extractall(tmp)
     return os.path.join(tmp, "package")
 
 
@@ -288,8 +294,7 @@ def render(rows, skipped, duplicates, systems, summary, mandatory):
     return "\n".join(out) + "\n"
 
 
-def main():
-    package = sys.argv[1] if len(sys.argv) > 1 else fetch_package()
+def generate(package):
     definitions = load(package, "SearchParameter-*.json")
     structures = load(package, "StructureDefinition-*.json")
     value_sets = load(package, "ValueSet-*.json")
@@ -305,6 +310,14 @@ def main():
         f"{len(definitions)} definitions, {len(skipped)} without base, {len(duplicates)} duplicates: "
         f"{len(rows)} rows; {len(systems)} code-system bindings; {len(summary)} resource types"
     )
+
+
+def main():
+    if len(sys.argv) > 1:
+        generate(sys.argv[1])
+    else:
+        with tempfile.TemporaryDirectory(prefix="fhir-r4-") as tmp:
+            generate(fetch_package(tmp))
 
 
 if __name__ == "__main__":
