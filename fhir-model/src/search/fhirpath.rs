@@ -519,16 +519,17 @@ fn children<'a>(node: &Node<'a>, name: &str, out: &mut Vec<Node<'a>>) {
     let Some(object) = node.value.as_object() else {
         return;
     };
-    let path = format!("{}.{name}", node.path);
+    // The path is built only for an element that is there: most are absent, and this runs
+    // for every parameter of every resource written.
     if let Some(value) = object.get(name) {
-        push_items(node, value, &path, None, out);
+        push_items(node, value, &format!("{}.{name}", node.path), None, out);
         return;
     }
     // A choice element `x[x]` appears in JSON as `x` + a data type name; at most one does.
     for (key, value) in object {
         if let Some(suffix) = key.strip_prefix(name) {
             if let Some(ty) = CHOICE_TYPES.iter().find(|t| **t == suffix) {
-                push_items(node, value, &path, Some(ty), out);
+                push_items(node, value, &format!("{}.{name}", node.path), Some(ty), out);
             }
         }
     }
