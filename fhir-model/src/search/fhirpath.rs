@@ -483,6 +483,9 @@ fn apply<'a>(
 /// Whether `node` is a resource of type `name`: the resource being indexed (`Resource` and
 /// `DomainResource` match it too), or a resource inside it that says its type.
 fn is_resource_of_type(node: &Node, name: &str, cx: &Context) -> bool {
+    if !node.value.is_object() {
+        return false;
+    }
     let own_type = if std::ptr::eq(node.value, node.root) && !cx.root_type.is_empty() {
         Some(cx.root_type)
     } else {
@@ -1109,8 +1112,10 @@ mod tests {
             assert_eq!(got.first().and_then(Value::as_bool), want, "{patient}");
             assert_eq!(got.len(), 1);
         }
-        // On another type the expression selects nothing at all.
+        // On another type, or on what is not a resource, the expression selects nothing at all.
         assert!(values(expr, "Person", &json!({"deceasedBoolean": true})).is_empty());
+        assert!(values(expr, "Patient", &json!(null)).is_empty());
+        assert!(values(expr, "Patient", &json!([{"deceasedBoolean": true}])).is_empty());
     }
 
     #[test]
