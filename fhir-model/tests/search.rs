@@ -24,6 +24,12 @@ fn values<'a>(entries: &'a [IndexEntry], param: &str) -> Vec<&'a IndexValue> {
         .collect()
 }
 
+fn text(normalized: &str) -> IndexValue {
+    IndexValue::TokenText {
+        normalized: normalized.to_string(),
+    }
+}
+
 fn string(normalized: &str, exact: &str) -> IndexValue {
     IndexValue::String {
         normalized: normalized.to_string(),
@@ -78,9 +84,30 @@ fn parse_err(
 /// The single predicate of a query with a single filter on `param`.
 fn only_predicate(query: &SearchQuery, param: &str) -> Predicate {
     assert_eq!(query.filters.len(), 1, "{query:?}");
-    assert_eq!(query.filters[0].param, param);
-    assert_eq!(query.filters[0].any_of.len(), 1, "{query:?}");
-    query.filters[0].any_of[0].clone()
+    let any_of = any_of(&query.filters[0], param);
+    assert_eq!(any_of.len(), 1, "{query:?}");
+    any_of[0].clone()
+}
+
+/// The alternatives of a plain (not negated) match filter on `param`.
+fn any_of<'a>(filter: &'a Filter, param: &str) -> &'a [Predicate] {
+    match filter {
+        Filter::Match {
+            param: p,
+            any_of,
+            negate: false,
+        } if p == param => any_of,
+        other => panic!("expected a match on {param}, got {other:?}"),
+    }
+}
+
+fn filter_param(filter: &Filter) -> &str {
+    match filter {
+        Filter::Match { param, .. }
+        | Filter::Missing { param, .. }
+        | Filter::Chain { param, .. } => param,
+        Filter::Has { .. } => "_has",
+    }
 }
 
 fn patient() -> Value {
@@ -313,16 +340,22 @@ fn observation_tokens() {
         values(&entries, "code"),
         vec![
             &token(Some("http://loinc.org"), "85354-9"),
+            &text("blood pressure panel"),
             &token(Some("http://snomed.info/sct"), "75367002"),
             &token(None, "bp-local"),
+            &text("blood pressure"),
         ]
     );
+    // A concept with only text is searchable by `:text` alone.
     assert_eq!(
         values(&entries, "category"),
-        vec![&token(
-            Some("http://terminology.hl7.org/CodeSystem/observation-category"),
-            "vital-signs"
-        )]
+        vec![
+            &token(
+                Some("http://terminology.hl7.org/CodeSystem/observation-category"),
+                "vital-signs"
+            ),
+            &text("uncoded category")
+        ]
     );
     assert_eq!(
         values(&entries, "status"),
@@ -460,11 +493,17 @@ fn references_in_every_form() {
         (vec![reference(None, urn, urn)], vec![])
     );
 
-    // Contained, identifier-only, and malformed references index nothing.
+    // Contained and malformed references index nothing; an identifier is for `:identifier`.
     assert_eq!(with(json!({"reference": "#p1"})), (vec![], vec![]));
     assert_eq!(
         with(json!({"identifier": {"value": "x"}})),
-        (vec![], vec![])
+        (
+            vec![IndexValue::ReferenceIdentifier {
+                system: None,
+                value: "x".into()
+            }],
+            vec![]
+        )
     );
     assert_eq!(with(json!({"reference": 42})), (vec![], vec![]));
 }
@@ -493,21 +532,25 @@ fn invalid_values_are_skipped_without_panicking() {
     for param in ["_id", "_lastUpdated", "birthdate", "family"] {
         assert!(values(&entries, param).is_empty(), "{param}");
     }
-    assert!(extract_index("Patient", &json!(null)).is_empty());
-    assert!(extract_index("Patient", &json!([1, 2])).is_empty());
+    // Only expressions that compute a value (`deceased` is `deceased.exists() and ...`) yield
+    // anything for something that is not a resource at all.
+    for not_a_resource in [json!(null), json!([1, 2])] {
+        let entries = extract_index("Patient", &not_a_resource);
+        assert!(entries.iter().all(|e| e.param == "deceased"), "{entries:?}");
+    }
 }
 
 #[test]
-fn unknown_type_gets_common_parameters_only() {
+fn own_parameters_then_common_ones() {
     let entries = extract_index(
         "Device",
         &json!({"id": "d1", "meta": {"lastUpdated": "2024-01-01T00:00:00Z"}, "status": "active"}),
     );
     let params: Vec<&str> = entries.iter().map(|e| e.param.as_str()).collect();
-    assert_eq!(params, vec!["_id", "_lastUpdated"]);
+    assert_eq!(params, vec!["status", "_id", "_lastUpdated"]);
     let t = ms(datetime!(2024-01-01 0:00 UTC));
     assert_eq!(
-        entries[1].value,
+        entries[2].value,
         IndexValue::Date {
             lo: t,
             hi: t + 1000
@@ -536,23 +579,26 @@ fn comma_is_or_and_repetition_is_and() {
     assert_eq!(
         q.filters,
         vec![
-            Filter {
+            Filter::Match {
                 param: "given".into(),
                 any_of: vec![
                     Predicate::StringStartsWith("ann".into()),
                     Predicate::StringStartsWith("zoe".into())
                 ],
+                negate: false,
             },
-            Filter {
+            Filter::Match {
                 param: "given".into(),
-                any_of: vec![Predicate::StringStartsWith("b".into())]
+                any_of: vec![Predicate::StringStartsWith("b".into())],
+                negate: false,
             },
-            Filter {
+            Filter::Match {
                 param: "_id".into(),
                 any_of: vec![Predicate::Token {
                     system: TokenSystem::Any,
                     code: Some("x".into())
-                }]
+                }],
+                negate: false,
             },
         ]
     );
@@ -567,7 +613,7 @@ fn comma_is_or_and_repetition_is_and() {
 fn escaped_commas_and_bars_are_literal() {
     let q = parse("Patient", &[("family", r"smith\,jones,doe")]);
     assert_eq!(
-        q.filters[0].any_of,
+        any_of(&q.filters[0], "family"),
         vec![
             Predicate::StringStartsWith("smith,jones".into()),
             Predicate::StringStartsWith("doe".into())
@@ -641,7 +687,7 @@ fn token_forms() {
         ],
     );
     assert_eq!(q.filters.len(), 2);
-    assert_eq!(q.filters[0].any_of.len(), 2);
+    assert_eq!(any_of(&q.filters[0], "code").len(), 2);
 }
 
 #[test]
@@ -683,26 +729,32 @@ fn strict_and_lenient_unknown_parameters() {
     let pairs = [
         ("family", "x"),
         ("foo", "1"),
-        ("name:contains", "y"),
-        ("birthdate:missing", "true"),
-        ("_sort", "name"),
+        ("name:text", "y"),
+        ("birthdate:above", "2000"),
+        ("_sort", "nonsense"),
+        ("gender:in", "http://x/vs"),
+        ("_contained", "true"),
+    ];
+    let unsupported = [
+        "foo",
+        "name:text",
+        "birthdate:above",
+        "_sort",
+        "gender:in",
+        "_contained",
     ];
     let q = parse_search(Some("Patient"), &params(&pairs), false).unwrap();
-    assert_eq!(
-        q.ignored,
-        vec!["foo", "name:contains", "birthdate:missing", "_sort"]
-    );
+    assert_eq!(q.ignored, unsupported);
     assert_eq!(q.applied, params(&[("family", "x")]));
     assert_eq!(q.filters.len(), 1);
+    assert!(q.sort.is_empty());
 
     let issues = parse_err(Some("Patient"), &pairs, true);
     let named: Vec<&str> = issues.iter().map(|i| i.expression.as_str()).collect();
-    assert_eq!(
-        named,
-        vec!["foo", "name:contains", "birthdate:missing", "_sort"]
-    );
+    assert_eq!(named, unsupported);
     assert!(issues[0].message.contains("foo"));
-    assert!(issues[1].message.contains("contains"));
+    assert!(issues[1].message.contains("text"));
+    assert!(issues[3].message.contains("nonsense"));
     assert!(
         issues
             .iter()
@@ -736,7 +788,7 @@ fn system_level_search_takes_common_parameters_only() {
     assert_eq!(
         q.filters
             .iter()
-            .map(|f| f.param.as_str())
+            .map(filter_param)
             .collect::<Vec<_>>(),
         vec!["_id", "_lastUpdated"]
     );
@@ -971,12 +1023,11 @@ fn reference_forms() {
     );
     assert_eq!(refer("patient", "Patient/123"), typed("Patient", "123"));
     let urn = "urn:uuid:61ebe359-bfdc-4613-8bf2-c5e300945f0a";
+    // A URL or URN that does not split into type and id is compared whole.
+    assert_eq!(refer("subject", urn), Predicate::ReferenceUrl(urn.into()));
     assert_eq!(
-        refer("subject", urn),
-        Predicate::Reference {
-            target_type: None,
-            target_id: urn.into()
-        }
+        refer("subject", "http://example.org/fhir/nonsense"),
+        Predicate::ReferenceUrl("http://example.org/fhir/nonsense".into())
     );
 }
 
@@ -998,12 +1049,15 @@ fn reference_type_modifier() {
         false,
     );
     assert!(issues[0].message.contains("Group/1"));
-    // Not a resource type: an unsupported modifier.
+    // Not a resource type, or not a target of the parameter: an unsupported modifier.
     let q = parse_search(
         Some("Observation"),
-        &params(&[("subject:identifier", "x")]),
+        &params(&[("subject:below", "x"), ("subject:Medication", "1")]),
         false,
     )
     .unwrap();
-    assert_eq!(q.ignored, vec!["subject:identifier"]);
+    assert_eq!(q.ignored, vec!["subject:below", "subject:Medication"]);
+    let issues = parse_err(Some("Observation"), &[("subject:Medication", "1")], true);
+    assert!(issues[0].message.contains("Medication"), "{issues:?}");
 }
+
