@@ -10,11 +10,13 @@
 //! fhir_store::store_test_suite!(fresh);
 //! ```
 //!
-//! Queries are built as `SearchQuery` values directly rather than parsed, so a failure here
-//! points at the store and not at the parser. The cases rely on the standard R4 search
-//! parameters `Patient.family`, `Patient.name`, `Patient.identifier`, `Observation.code`,
-//! `Observation.date` (effective[x]), `Observation.subject` and the common `_id`, as
-//! extracted by `fhir_model::extract_index`.
+//! The basic cases build `SearchQuery` values directly, so a failure there points at the store
+//! and not at the parser; they rely on the standard R4 parameters `Patient.family`,
+//! `Patient.name`, `Patient.identifier`, `Observation.code`, `Observation.date`,
+//! `Observation.subject` and the common `_id`. The cases of the full contract (every value
+//! kind, `:not`, `:missing`, chains, `_has`, `_sort`, includes, `_total`) go through
+//! `fhir_model::parse_search`, the real path, over resources indexed by
+//! `fhir_model::extract_index`.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
@@ -63,6 +65,16 @@ macro_rules! store_test_suite {
             search_paging_stable_under_concurrent_creates,
             search_system_level,
             search_rejects_malformed_cursor,
+            search_value_kinds,
+            search_composite_reference_and_string_modifiers,
+            search_negation_and_missing,
+            search_chain_and_has,
+            search_sort,
+            search_sorted_paging_stable_under_writes,
+            search_default_paging_stable_under_updates_and_deletes,
+            search_includes,
+            search_total_modes,
+            search_system_level_parsed,
             checkpoints,
         );
     };
@@ -946,4 +958,417 @@ pub async fn checkpoints(store: Store) {
     assert_eq!(store.checkpoint("projections").await.expect("checkpoint"), Some(43));
     assert_eq!(store.checkpoint("backup").await.expect("checkpoint"), Some(7));
     store.ping().await.expect("ping");
+}
+
+// ----- search: the full contract, through the real parser ---------------------------------------
+
+/// `query` (`a=b&c=d`, values already decoded) parsed by `fhir_model::parse_search`, strictly.
+fn parsed(resource_type: Option<&str>, query: &str) -> SearchQuery {
+    let params: Vec<(String, String)> = query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (name.to_string(), value.to_string())
+        })
+        .collect();
+    fhir_model::parse_search(resource_type, &params, true).unwrap_or_else(|e| panic!("parse {query:?}: {e}"))
+}
+
+/// Ids matching `query` for `resource_type`, every page followed.
+async fn found(store: &Store, resource_type: &str, query: &str) -> Vec<String> {
+    search_ids(store, parsed(Some(resource_type), query)).await
+}
+
+/// Every id matching, sorted, for cases where order is not the point.
+async fn found_set(store: &Store, resource_type: &str, query: &str) -> Vec<String> {
+    let mut ids = found(store, resource_type, query).await;
+    ids.sort();
+    ids
+}
+
+const UCUM: &str = "http://unitsofmeasure.org";
+
+fn quantity(value: f64, unit: &str, code: &str) -> Value {
+    json!({"value": value, "unit": unit, "system": UCUM, "code": code})
+}
+
+/// Patients with organisations, identifiers, genders and birth dates, and observations with
+/// quantities, components, texts and every shape of subject reference.
+async fn seed_clinical(store: &Store) {
+    let writes = vec![
+        create("Organization", "org1", json!({"resourceType": "Organization", "name": "Acme Health"})),
+        create("Organization", "org2", json!({"resourceType": "Organization", "name": "Beta Clinic"})),
+        create(
+            "Patient",
+            "p1",
+            json!({
+                "resourceType": "Patient",
+                "identifier": [{
+                    "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR"}]},
+                    "system": "http://hospital.example/mrn",
+                    "value": "111"
+                }],
+                "name": [{"family": "Smith", "given": ["John"]}],
+                "gender": "male",
+                "birthDate": "1970-01-01",
+                "managingOrganization": {"reference": "Organization/org1"}
+            }),
+        ),
+        create(
+            "Patient",
+            "p2",
+            json!({
+                "resourceType": "Patient",
+                "name": [{"family": "Jones", "given": ["Ann"]}],
+                "gender": "female",
+                "birthDate": "1980-05-05",
+                "managingOrganization": {"reference": "Organization/org2"}
+            }),
+        ),
+        create("Patient", "p3", json!({"resourceType": "Patient", "name": [{"family": "Brown"}]})),
+        create(
+            "Observation",
+            "o1",
+            json!({
+                "resourceType": "Observation", "status": "final",
+                "code": {"coding": [{"system": LOINC, "code": "8867-4", "display": "Heart rate"}], "text": "Heart rate"},
+                "subject": {"reference": "Patient/p1"},
+                "effectiveDateTime": "2021-01-01",
+                "valueQuantity": quantity(72.0, "beats/minute", "/min")
+            }),
+        ),
+        create(
+            "Observation",
+            "o2",
+            json!({
+                "resourceType": "Observation", "status": "final",
+                "code": {"coding": [{"system": LOINC, "code": "85354-9"}], "text": "Blood pressure panel"},
+                "subject": {"reference": "Patient/p2"},
+                "effectiveDateTime": "2021-02-01",
+                "component": [
+                    {"code": {"coding": [{"system": LOINC, "code": "8480-6"}]}, "valueQuantity": quantity(120.0, "mmHg", "mm[Hg]")},
+                    {"code": {"coding": [{"system": LOINC, "code": "8462-4"}]}, "valueQuantity": quantity(80.0, "mmHg", "mm[Hg]")}
+                ]
+            }),
+        ),
+        create(
+            "Observation",
+            "o3",
+            json!({
+                "resourceType": "Observation", "status": "final",
+                "code": {"coding": [{"system": LOINC, "code": "29463-7"}], "text": "Body weight"},
+                "subject": {"reference": "Patient/p1"},
+                "effectiveDateTime": "2021-03-01",
+                "valueQuantity": quantity(70.0, "kg", "kg")
+            }),
+        ),
+        create(
+            "Observation",
+            "o4",
+            json!({
+                "resourceType": "Observation", "status": "final",
+                "code": {"coding": [{"system": LOINC, "code": "29463-7"}]},
+                "subject": {"reference": "http://other.example/fhir/Patient/9"},
+                "effectiveDateTime": "2021-04-01",
+                "valueQuantity": quantity(70000.0, "g", "g")
+            }),
+        ),
+        create(
+            "Observation",
+            "o5",
+            json!({
+                "resourceType": "Observation", "status": "final",
+                "code": {"coding": [{"system": LOINC, "code": "8867-4"}]},
+                "subject": {"identifier": {"system": "http://ids.example", "value": "abc"}}
+            }),
+        ),
+    ];
+    store.write(writes).await.expect("seed");
+}
+
+/// Number, quantity (with canonical units), uri above/below, token text and of-type.
+pub async fn search_value_kinds(store: Store) {
+    seed_clinical(&store).await;
+    for (id, probability) in [("ra1", 0.3), ("ra2", 0.8)] {
+        let body = json!({
+            "resourceType": "RiskAssessment", "status": "final", "subject": {"reference": "Patient/p1"},
+            "prediction": [{"probabilityDecimal": probability}]
+        });
+        store.create("RiskAssessment", id, body).await.expect("create");
+    }
+    assert_eq!(found(&store, "RiskAssessment", "probability=gt0.5").await, refs("RiskAssessment", &["ra2"]));
+    assert_eq!(found(&store, "RiskAssessment", "probability=0.3").await, refs("RiskAssessment", &["ra1"]));
+    assert_eq!(found(&store, "RiskAssessment", "probability=le0.8").await, refs("RiskAssessment", &["ra1", "ra2"]));
+    assert_eq!(found(&store, "RiskAssessment", "probability=ne0.3").await, refs("RiskAssessment", &["ra2"]));
+
+    let obs = |q: &'static str| {
+        let store = store.clone();
+        async move { found_set(&store, "Observation", q).await }
+    };
+    assert_eq!(obs("value-quantity=72").await, refs("Observation", &["o1"]));
+    assert_eq!(obs("value-quantity=gt71|http://unitsofmeasure.org|/min").await, refs("Observation", &["o1"]));
+    assert!(obs("value-quantity=lt69||kg").await.is_empty());
+    // A convertible unit is compared canonically even without a system.
+    assert_eq!(obs("value-quantity=lt71||kg").await, refs("Observation", &["o3", "o4"]));
+    // 70 kg and 70000 g are the same mass: compared in the canonical unit.
+    assert_eq!(obs("value-quantity=70|http://unitsofmeasure.org|kg").await, refs("Observation", &["o3", "o4"]));
+    // At the precision of "70000 g" (±0.5 g) the 70 kg of o3 (±0.5 kg) is not equal.
+    assert_eq!(obs("value-quantity=70000|http://unitsofmeasure.org|g").await, refs("Observation", &["o4"]));
+    assert_eq!(obs("value-quantity=ge60||kg").await, refs("Observation", &["o3", "o4"]));
+    assert_eq!(obs("value-quantity=gt100|http://unitsofmeasure.org|g").await, refs("Observation", &["o3", "o4"]));
+
+    for (id, url) in [
+        ("vsa", "http://example.org/fhir/ValueSet/a"),
+        ("vsb", "http://example.org/fhir/ValueSet/b"),
+        ("vso", "http://other.example/vs"),
+    ] {
+        store.create("ValueSet", id, json!({"resourceType": "ValueSet", "status": "active", "url": url})).await.expect("create");
+    }
+    assert_eq!(found(&store, "ValueSet", "url=http://example.org/fhir/ValueSet/a").await, refs("ValueSet", &["vsa"]));
+    assert_eq!(found(&store, "ValueSet", "url:below=http://example.org/fhir/").await, refs("ValueSet", &["vsa", "vsb"]));
+    assert_eq!(found(&store, "ValueSet", "url:above=http://example.org/fhir/ValueSet/a/extra").await, refs("ValueSet", &["vsa"]));
+    assert!(found(&store, "ValueSet", "url=http://example.org/fhir/").await.is_empty());
+
+    assert_eq!(obs("code:text=heart").await, refs("Observation", &["o1"]));
+    assert_eq!(obs("code:text=b").await, refs("Observation", &["o2", "o3"]));
+    let of_type = "identifier:of-type=http://terminology.hl7.org/CodeSystem/v2-0203|MR|111";
+    assert_eq!(found(&store, "Patient", of_type).await, refs("Patient", &["p1"]));
+    assert!(found(&store, "Patient", "identifier:of-type=http://terminology.hl7.org/CodeSystem/v2-0203|MR|222").await.is_empty());
+    assert_eq!(found(&store, "Patient", "identifier=http://hospital.example/mrn|111").await, refs("Patient", &["p1"]));
+}
+
+/// Composite tuples keep their components together; references by url and identifier;
+/// string `:exact` and `:contains`.
+pub async fn search_composite_reference_and_string_modifiers(store: Store) {
+    seed_clinical(&store).await;
+    let obs = |q: &'static str| {
+        let store = store.clone();
+        async move { found_set(&store, "Observation", q).await }
+    };
+    assert_eq!(obs("component-code-value-quantity=http://loinc.org|8480-6$gt100").await, refs("Observation", &["o2"]));
+    // 80 belongs to the diastolic component, not the systolic one.
+    assert!(obs("component-code-value-quantity=http://loinc.org|8480-6$80").await.is_empty());
+    assert_eq!(obs("component-code-value-quantity=http://loinc.org|8462-4$80").await, refs("Observation", &["o2"]));
+    assert_eq!(obs("code-value-quantity=http://loinc.org|29463-7$70|http://unitsofmeasure.org|kg").await, refs("Observation", &["o3", "o4"]));
+    assert!(obs("code-value-quantity=http://loinc.org|8867-4$70|http://unitsofmeasure.org|kg").await.is_empty());
+
+    assert_eq!(obs("subject=http://other.example/fhir/Patient/9").await, refs("Observation", &["o4"]));
+    assert_eq!(obs("subject:identifier=http://ids.example|abc").await, refs("Observation", &["o5"]));
+    assert!(obs("subject:identifier=http://ids.example|abd").await.is_empty());
+    assert_eq!(obs("subject=Patient/p1").await, refs("Observation", &["o1", "o3"]));
+
+    assert_eq!(found(&store, "Patient", "name:exact=Smith").await, refs("Patient", &["p1"]));
+    assert!(found(&store, "Patient", "name:exact=smith").await.is_empty());
+    assert_eq!(found(&store, "Patient", "name:contains=ONE").await, refs("Patient", &["p2"]));
+    assert_eq!(found(&store, "Patient", "family:contains=o").await, refs("Patient", &["p2", "p3"]));
+}
+
+/// `:not` matches resources without the element too; `:missing` both ways.
+pub async fn search_negation_and_missing(store: Store) {
+    seed_clinical(&store).await;
+    assert_eq!(found(&store, "Patient", "gender:not=male").await, refs("Patient", &["p2", "p3"]));
+    assert_eq!(found(&store, "Patient", "gender:not=male,female").await, refs("Patient", &["p3"]));
+    assert_eq!(found(&store, "Patient", "gender:missing=true").await, refs("Patient", &["p3"]));
+    assert_eq!(found(&store, "Patient", "gender:missing=false").await, refs("Patient", &["p1", "p2"]));
+    assert_eq!(found(&store, "Patient", "birthdate:missing=true").await, refs("Patient", &["p3"]));
+    assert_eq!(found(&store, "Patient", "organization:missing=false&gender:not=female").await, refs("Patient", &["p1"]));
+    assert_eq!(found_set(&store, "Observation", "value-quantity:missing=true").await, refs("Observation", &["o2", "o5"]));
+    assert_eq!(found_set(&store, "Observation", "code:not=8867-4").await, refs("Observation", &["o2", "o3", "o4"]));
+}
+
+/// Chains of depth 1 and 2, `_has` and nested `_has`.
+pub async fn search_chain_and_has(store: Store) {
+    seed_clinical(&store).await;
+    assert_eq!(found(&store, "Observation", "subject:Patient.name=smith").await, refs("Observation", &["o1", "o3"]));
+    assert_eq!(found(&store, "Observation", "patient.name=jones").await, refs("Observation", &["o2"]));
+    assert!(found(&store, "Observation", "patient.name=nobody").await.is_empty());
+    assert_eq!(
+        found(&store, "Observation", "subject:Patient.organization.name=acme").await,
+        refs("Observation", &["o1", "o3"])
+    );
+    assert_eq!(
+        found(&store, "Observation", "subject:Patient.organization.name=beta&code=85354-9").await,
+        refs("Observation", &["o2"])
+    );
+    assert_eq!(found(&store, "Patient", "_has:Observation:patient:code=8867-4").await, refs("Patient", &["p1"]));
+    assert_eq!(found(&store, "Patient", "_has:Observation:subject:code=http://loinc.org|85354-9").await, refs("Patient", &["p2"]));
+    assert!(found(&store, "Patient", "_has:Observation:patient:code=0000-0").await.is_empty());
+    assert_eq!(
+        found(&store, "Organization", "_has:Patient:organization:_has:Observation:patient:code=85354-9").await,
+        refs("Organization", &["org2"])
+    );
+    // A chain's target that is deleted no longer matches.
+    store.delete("Organization", "org1", None).await.expect("delete");
+    assert!(found(&store, "Observation", "subject:Patient.organization.name=acme").await.is_empty());
+}
+
+/// `_sort`: single, multiple and descending keys, resources without a value last.
+pub async fn search_sort(store: Store) {
+    seed_clinical(&store).await;
+    assert_eq!(found(&store, "Patient", "_sort=family").await, refs("Patient", &["p3", "p2", "p1"]));
+    assert_eq!(found(&store, "Patient", "_sort=-family").await, refs("Patient", &["p1", "p2", "p3"]));
+    assert_eq!(found(&store, "Patient", "_sort=birthdate").await, refs("Patient", &["p1", "p2", "p3"]));
+    assert_eq!(found(&store, "Patient", "_sort=-birthdate").await, refs("Patient", &["p2", "p1", "p3"]));
+    assert_eq!(found(&store, "Patient", "_sort=gender,-family").await, refs("Patient", &["p2", "p1", "p3"]));
+    assert_eq!(found(&store, "Patient", "_sort=-_id").await, refs("Patient", &["p3", "p2", "p1"]));
+    assert_eq!(
+        found(&store, "Observation", "_sort=-date").await,
+        refs("Observation", &["o4", "o3", "o2", "o1", "o5"])
+    );
+    assert_eq!(
+        found(&store, "Observation", "code=29463-7,8867-4&_sort=date").await,
+        refs("Observation", &["o1", "o3", "o4", "o5"])
+    );
+    store.update("Patient", "p3", json!({"resourceType": "Patient", "name": [{"family": "Adams"}]}), None).await.expect("update");
+    let mut last = SearchQuery::all(Some("Patient"));
+    last.sort = vec![fhir_model::SortKey { param: "_lastUpdated".into(), descending: true }];
+    assert_eq!(search_ids(&store, last).await.first().map(String::as_str), Some("Patient/p3"));
+}
+
+/// Paging a sorted search while resources are updated, created and deleted between pages:
+/// nothing is repeated, and every resource that existed throughout comes exactly once, in the
+/// order of the first page's moment.
+pub async fn search_sorted_paging_stable_under_writes(store: Store) {
+    for i in 0..30 {
+        let body = json!({"resourceType": "Patient", "name": [{"family": format!("Page{:02}", 29 - i)}]});
+        store.create("Patient", &format!("sp{i:02}"), body).await.expect("create");
+    }
+    let mut q = parsed(Some("Patient"), "family=page&_sort=family&_count=4");
+    let expected: Vec<String> = (0..30).rev().map(|i| format!("Patient/sp{i:02}")).collect();
+    let mut seen: Vec<String> = Vec::new();
+    let mut deleted: BTreeSet<String> = BTreeSet::new();
+    let mut round = 0;
+    loop {
+        let page = store.search(&q).await.expect("search");
+        assert_eq!(page.total, Some(30), "the total is the first page's");
+        seen.extend(page.resources.iter().map(|r| format!("Patient/{}", r.id)));
+        let Some(cursor) = page.next_cursor else { break };
+        q.cursor = Some(cursor);
+        // Between pages: move one resource to the front of the order, add one that sorts first,
+        // delete one not yet seen.
+        round += 1;
+        let moved = format!("sp{:02}", round);
+        store.update("Patient", &moved, json!({"resourceType": "Patient", "name": [{"family": "Page00a"}]}), None).await.expect("update");
+        store.create("Patient", &format!("new{round}"), json!({"resourceType": "Patient", "name": [{"family": "Page"}]})).await.expect("create");
+        let victim = format!("sp{:02}", 30 - 2 * round);
+        if round < 5 && !seen.contains(&format!("Patient/{victim}")) {
+            store.delete("Patient", &victim, None).await.expect("delete");
+            deleted.insert(format!("Patient/{victim}"));
+        }
+    }
+    let unique: BTreeSet<&String> = seen.iter().collect();
+    assert_eq!(unique.len(), seen.len(), "an entry was repeated: {seen:?}");
+    let survivors: Vec<String> = expected.iter().filter(|id| !deleted.contains(*id)).cloned().collect();
+    assert_eq!(seen, survivors, "sorted pages skipped or reordered entries");
+    // A cursor from another search, or a forged snapshot, is refused.
+    let mut other = parsed(Some("Patient"), "_sort=-family&_count=4");
+    let first = store.search(&other).await.expect("search");
+    other.cursor = Some("s0123456789abcdef.4".into());
+    assert_eq!(store.search(&other).await.expect_err("unknown snapshot").kind(), StoreErrorKind::InvalidQuery);
+    let mut mismatched = parsed(Some("Patient"), "_sort=family&_count=4");
+    mismatched.cursor = first.next_cursor;
+    assert_eq!(store.search(&mismatched).await.expect_err("cursor of another search").kind(), StoreErrorKind::InvalidQuery);
+}
+
+/// Default-order paging while resources are updated and deleted between pages: no repeats,
+/// and every resource that existed throughout (and still matches) is returned.
+pub async fn search_default_paging_stable_under_updates_and_deletes(store: Store) {
+    for i in 0..20 {
+        store.create("Patient", &format!("dp{i:02}"), patient("Steady", "Sal")).await.expect("create");
+    }
+    let mut q = parsed(Some("Patient"), "family=steady&_count=3");
+    let mut seen: Vec<String> = Vec::new();
+    let mut round = 0;
+    loop {
+        let page = store.search(&q).await.expect("search");
+        seen.extend(page.resources.iter().map(|r| r.id.clone()));
+        let Some(cursor) = page.next_cursor else { break };
+        q.cursor = Some(cursor);
+        round += 1;
+        // Update one already seen and one not yet seen (both still match), delete a later one.
+        store.update("Patient", "dp00", patient("Steady", &format!("Sal{round}")), None).await.expect("update");
+        store.update("Patient", "dp19", patient("Steady", &format!("Sal{round}")), None).await.expect("update");
+        if round == 1 {
+            store.delete("Patient", "dp15", None).await.expect("delete");
+        }
+    }
+    let expected: Vec<String> = (0..20).filter(|i| *i != 15).map(|i| format!("dp{i:02}")).collect();
+    assert_eq!(seen, expected);
+}
+
+/// `_include` and `_revinclude`: by parameter, `*`, target type, and `:iterate`; included
+/// resources are current, live, distinct and not among the matches.
+pub async fn search_includes(store: Store) {
+    seed_clinical(&store).await;
+    let ids = |resources: &[StoredResource]| {
+        let mut ids: Vec<String> = resources.iter().map(|r| format!("{}/{}", r.resource_type, r.id)).collect();
+        ids.sort();
+        ids
+    };
+    let page = store.search(&parsed(Some("Observation"), "_id=o1,o3&_include=Observation:subject")).await.expect("search");
+    assert_eq!(ids(&page.resources), refs("Observation", &["o1", "o3"]));
+    assert_eq!(ids(&page.included), refs("Patient", &["p1"]));
+    let page = store.search(&parsed(Some("Observation"), "_id=o1&_include=Observation:*")).await.expect("search");
+    assert_eq!(ids(&page.included), refs("Patient", &["p1"]));
+    let page = store.search(&parsed(Some("Observation"), "_id=o1&_include=Observation:subject:Group")).await.expect("search");
+    assert!(page.included.is_empty());
+    let page = store
+        .search(&parsed(Some("Observation"), "_id=o1,o2&_include=Observation:subject&_include:iterate=Patient:organization"))
+        .await
+        .expect("search");
+    assert_eq!(ids(&page.included), vec!["Organization/org1", "Organization/org2", "Patient/p1", "Patient/p2"]);
+    // Without :iterate the second hop is not taken.
+    let page = store
+        .search(&parsed(Some("Observation"), "_id=o1&_include=Observation:subject&_include=Patient:organization"))
+        .await
+        .expect("search");
+    assert_eq!(ids(&page.included), vec!["Patient/p1"]);
+
+    let page = store.search(&parsed(Some("Patient"), "_id=p1&_revinclude=Observation:subject")).await.expect("search");
+    assert_eq!(ids(&page.included), refs("Observation", &["o1", "o3"]));
+    let page = store.search(&parsed(Some("Patient"), "_id=p1,p2&_revinclude=Observation:*")).await.expect("search");
+    assert_eq!(ids(&page.included), refs("Observation", &["o1", "o2", "o3"]));
+    let page = store
+        .search(&parsed(Some("Organization"), "_id=org1&_revinclude=Patient:organization&_revinclude:iterate=Observation:subject"))
+        .await
+        .expect("search");
+    assert_eq!(ids(&page.included), vec!["Observation/o1", "Observation/o3", "Patient/p1"]);
+    // A match is never also included, and a deleted target is not included.
+    let page = store.search(&parsed(Some("Patient"), "_id=p1,p2&_include=Patient:organization&_revinclude=Patient:organization")).await.expect("search");
+    assert_eq!(ids(&page.included), refs("Organization", &["org1", "org2"]));
+    store.delete("Patient", "p1", None).await.expect("delete");
+    let page = store.search(&parsed(Some("Observation"), "_id=o1&_include=Observation:subject")).await.expect("search");
+    assert!(page.included.is_empty());
+}
+
+/// `_total`: accurate and estimate count, none does not; a page of 0 still counts.
+pub async fn search_total_modes(store: Store) {
+    seed_clinical(&store).await;
+    let page = store.search(&parsed(Some("Observation"), "code=8867-4,29463-7&_count=1")).await.expect("search");
+    assert_eq!((page.resources.len(), page.total), (1, Some(4)));
+    let page = store.search(&parsed(Some("Observation"), "code=8867-4,29463-7&_count=1&_total=accurate")).await.expect("search");
+    assert_eq!(page.total, Some(4));
+    let page = store.search(&parsed(Some("Observation"), "code=8867-4,29463-7&_count=1&_total=estimate")).await.expect("search");
+    assert!(page.total.is_some_and(|t| t >= 1));
+    let page = store.search(&parsed(Some("Observation"), "code=8867-4,29463-7&_count=1&_total=none")).await.expect("search");
+    assert_eq!((page.resources.len(), page.total), (1, None));
+    assert!(page.next_cursor.is_some());
+    let page = store.search(&parsed(Some("Observation"), "code=8867-4&_count=0")).await.expect("search");
+    assert_eq!((page.resources.len(), page.total, page.next_cursor), (0, Some(2), None));
+    let page = store.search(&parsed(Some("Patient"), "_sort=family&_count=1&_total=none")).await.expect("search");
+    assert_eq!((page.resources.len(), page.total), (1, None));
+}
+
+/// System-level search through the parser: every type, or those of `_type`.
+pub async fn search_system_level_parsed(store: Store) {
+    seed_clinical(&store).await;
+    let all = search_ids(&store, parsed(None, "_id=p1,o1,org1")).await;
+    assert_eq!(all, vec!["Observation/o1", "Organization/org1", "Patient/p1"]);
+    let some = search_ids(&store, parsed(None, "_type=Patient,Organization&_id=p1,o1,org1")).await;
+    assert_eq!(some, vec!["Organization/org1", "Patient/p1"]);
+    let everything = search_ids(&store, parsed(None, "_type=Patient,Organization")).await;
+    assert_eq!(everything, vec!["Organization/org1", "Organization/org2", "Patient/p1", "Patient/p2", "Patient/p3"]);
+    let sorted = search_ids(&store, parsed(None, "_type=Patient,Organization&_sort=-_id")).await;
+    assert_eq!(sorted, vec!["Patient/p3", "Patient/p2", "Patient/p1", "Organization/org2", "Organization/org1"]);
 }

@@ -1091,15 +1091,23 @@ async fn finish(
 }
 
 /// The pids of `include.param` on `include.source_type`; `*` = every parameter of that type
-/// (only reference parameters have rows in `idx_reference`, so the others cost nothing).
+/// (or of every type, for a bare `*`). Only reference parameters have rows in `idx_reference`,
+/// so listing the others costs nothing.
 async fn include_pids(conn: &mut SqliteConnection, params: &Params, include: &Include) -> Result<Vec<i64>, StoreError> {
     let source = Some(vec![include.source_type.clone()]);
     if include.param != "*" {
         return Ok(params.pids(&include.param, &source));
     }
-    let mut sql = Sql::new("SELECT pid FROM params WHERE resource_type = ");
-    sql.text(&include.source_type);
+    let mut sql = Sql::new("SELECT pid FROM params");
+    if include.source_type != "*" {
+        sql.push(" WHERE resource_type = ");
+        sql.text(&include.source_type);
+    }
     fetch_rids(conn, &sql, "read include parameters").await
+}
+
+fn applies(include: &Include, resource_type: &str) -> bool {
+    include.source_type == "*" || include.source_type == resource_type
 }
 
 /// `_include` and `_revinclude` of one page, then `:iterate` rounds over what they brought.
@@ -1116,19 +1124,21 @@ async fn includes(
         let mut found: Vec<i64> = Vec::new();
         for include in query.includes.iter().filter(|i| round == 0 || i.iterate) {
             let sources: Vec<i64> =
-                frontier.iter().filter(|(_, t)| *t == include.source_type).map(|(rid, _)| *rid).collect();
+                frontier.iter().filter(|(_, t)| applies(include, t)).map(|(rid, _)| *rid).collect();
             if sources.is_empty() {
                 continue;
             }
-            let pids = include_pids(conn, params, include).await?;
             let mut sql = Sql::new(
                 "SELECT DISTINCT tr.rid FROM idx_reference AS ref CROSS JOIN resources AS tr \
                  ON tr.resource_type = ref.target_type AND tr.id = ref.target_id \
                  WHERE tr.deleted = 0 AND ref.rid IN ",
             );
             sql.int_list(&sources);
-            sql.push(" AND ref.pid IN ");
-            sql.int_list(&pids);
+            // `*` follows every reference row of the sources: the owner index needs no pid.
+            if include.param != "*" {
+                sql.push(" AND ref.pid IN ");
+                sql.int_list(&include_pids(conn, params, include).await?);
+            }
             if let Some(target_type) = &include.target_type {
                 sql.push(" AND ref.target_type = ");
                 sql.text(target_type);
