@@ -2,7 +2,8 @@
 //!
 //! Supported, which covers every expression of the published R4 search parameters:
 //! - paths from a resource type through element names (`Patient.name.given`), choice elements
-//!   (`Observation.value` reaches `valueQuantity`), indexers (`Bundle.entry[0]`);
+//!   (`Observation.value` reaches `valueQuantity`), indexers (`Bundle.entry[0]`), and paths
+//!   from an element of the focus (`name | alias`, `value.as(Quantity)`);
 //! - unions `a | b`, also inside parentheses, and `and` / `or`;
 //! - `=` and `!=` (`telecom.where(system='phone')`, `Patient.deceased != false`);
 //! - type operators and functions: `x as T`, `x is T`, `.as(T)`, `.ofType(T)`, `.is(T)`;
