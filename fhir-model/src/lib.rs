@@ -5,6 +5,7 @@ mod error;
 mod format;
 mod resource_types;
 mod search;
+mod subset;
 mod validate;
 
 pub use error::{Issue, IssueSeverity, ModelError};
@@ -16,4 +17,5 @@ pub use search::{
     SearchParamDef, SearchQuery, SortKey, Summary, TokenSystem, TotalMode, UriMatch,
     DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE,
 };
+pub use subset::subset_resource;
 pub use validate::validate;

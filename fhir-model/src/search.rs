@@ -386,6 +386,18 @@ pub fn parameters_of(resource_type: &str) -> impl Iterator<Item = &'static Searc
     registry::params_for(resource_type).map(|(_, def)| def)
 }
 
+/// The top-level elements of `resource_type` its base definition marks as summary (what
+/// `_summary=true` keeps); empty for an unknown type.
+pub(crate) fn summary_elements(resource_type: &str) -> &'static [&'static str] {
+    registry::summary_elements(resource_type).unwrap_or(&[])
+}
+
+/// The top-level elements of `resource_type` with a minimum cardinality of one, which every
+/// subset keeps so that it stays a valid resource.
+pub(crate) fn mandatory_elements(resource_type: &str) -> &'static [&'static str] {
+    registry::mandatory_elements(resource_type).unwrap_or(&[])
+}
+
 /// The parameter `name` of `resource_type` (its own or a common one), supported or not.
 pub fn find_search_parameter(resource_type: &str, name: &str) -> Option<&'static SearchParamDef> {
     registry::find_param(Some(resource_type), name).map(|(_, def)| def)

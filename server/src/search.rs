@@ -4,7 +4,7 @@
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
-use fhir_model::{parse_search, SearchQuery, Summary};
+use fhir_model::{parse_search, subset_resource, SearchQuery, Summary};
 use fhir_store::StoredResource;
 use serde_json::{json, Map, Value};
 
@@ -137,8 +137,8 @@ pub(crate) async fn do_search(state: &AppState, base: &str, query: &SearchQuery)
 
 /// One searchset entry, its resource subsetted as `_summary` / `_elements` ask.
 fn entry(base: &str, resource: &StoredResource, mode: &str, query: &SearchQuery) -> Result<Value, ApiError> {
-    let body = body_value(resource)?;
-    // SUBSET: subset_resource(&resource.resource_type, &mut body, query.summary, &query.elements);
+    let mut body = body_value(resource)?;
+    subset_resource(&resource.resource_type, &mut body, query.summary, &query.elements);
     Ok(json!({
         "fullUrl": format!("{base}/{}/{}", resource.resource_type, resource.id),
         "resource": body,
