@@ -759,7 +759,7 @@ fn strict_and_lenient_unknown_parameters() {
         issues
             .iter()
             .all(|i| i.rule == "search-parameter"
-                && i.message.starts_with(|c: char| c.is_lowercase()))
+                && !i.message.starts_with(|c: char| c.is_uppercase()))
     );
 }
 
@@ -1061,3 +1061,965 @@ fn reference_type_modifier() {
     assert!(issues[0].message.contains("Medication"), "{issues:?}");
 }
 
+
+// ---------------------------------------------------------------------------------------------
+// Extraction from the official R4 examples (vendored in tests/data, CC0)
+
+const UCUM: &str = "http://unitsofmeasure.org";
+const LOINC: &str = "http://loinc.org";
+
+fn example(name: &str) -> Value {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(format!("{name}.json"));
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    fhir_model::parse_resource(&bytes, fhir_model::Format::Json).unwrap()
+}
+
+fn extract_example(name: &str) -> Vec<IndexEntry> {
+    let resource = example(name);
+    let resource_type = resource["resourceType"].as_str().unwrap().to_string();
+    extract_index(&resource_type, &resource)
+}
+
+fn quantity(system: Option<&str>, code: &str, unit: Option<&str>, lo: f64, hi: f64) -> IndexValue {
+    IndexValue::Quantity {
+        system: system.map(str::to_string),
+        code: Some(code.to_string()),
+        unit: unit.map(str::to_string),
+        lo,
+        hi,
+    }
+}
+
+fn loinc(code: &str) -> IndexValue {
+    token(Some(LOINC), code)
+}
+
+#[test]
+fn blood_pressure_components_are_indexed_as_code_value_tuples() {
+    let entries = extract_example("Observation-blood-pressure");
+    let mm = |lo, hi| quantity(Some(UCUM), "mm[Hg]", Some("mmHg"), lo, hi);
+    let pa = |lo, hi| quantity(Some(UCUM), "Pa", Some("Pa"), lo, hi);
+    let tuple = |code: IndexValue, q: IndexValue| IndexValue::Composite(vec![code, q]);
+    let systolic_codes = [
+        loinc("8480-6"),
+        token(Some("http://snomed.info/sct"), "271649006"),
+        token(Some("http://acme.org/devices/clinical-codes"), "bp-s"),
+    ];
+    let mut expected = Vec::new();
+    for code in &systolic_codes {
+        expected.push(tuple(code.clone(), mm(106.5, 107.5)));
+        expected.push(tuple(code.clone(), pa(14198.793, 14332.115)));
+    }
+    expected.push(tuple(loinc("8462-4"), mm(59.5, 60.5)));
+    expected.push(tuple(loinc("8462-4"), pa(7932.659, 8065.981)));
+    let expected: Vec<&IndexValue> = expected.iter().collect();
+    assert_eq!(values(&entries, "component-code-value-quantity"), expected);
+    // The panel code and the component codes are both "combo" codes, but only components carry
+    // values here, so the combo tuples are the component tuples.
+    assert_eq!(values(&entries, "combo-code-value-quantity"), expected);
+    // The code of one component never pairs with the value of the other.
+    assert!(!values(&entries, "component-code-value-quantity")
+        .contains(&&tuple(loinc("8480-6"), mm(59.5, 60.5))));
+    // No Observation.value: no code-value tuple.
+    assert!(values(&entries, "code-value-quantity").is_empty());
+    assert_eq!(
+        values(&entries, "component-value-quantity"),
+        vec![
+            &mm(106.5, 107.5),
+            &pa(14198.793, 14332.115),
+            &mm(59.5, 60.5),
+            &pa(7932.659, 8065.981)
+        ]
+    );
+    // basedOn carries only an identifier.
+    assert_eq!(
+        values(&entries, "based-on"),
+        vec![&IndexValue::ReferenceIdentifier {
+            system: Some("https://acme.org/identifiers".into()),
+            value: "1234".into()
+        }]
+    );
+}
+
+#[test]
+fn bmi_is_indexed_as_written_and_in_canonical_units() {
+    let entries = extract_example("Observation-bmi");
+    let written = quantity(Some(UCUM), "kg/m2", Some("kg/m2"), 16.15, 16.25);
+    let canonical = quantity(Some(UCUM), "g/m2", Some("g/m2"), 16150.0, 16250.0);
+    assert_eq!(
+        values(&entries, "value-quantity"),
+        vec![&written, &canonical]
+    );
+    assert_eq!(
+        values(&entries, "code-value-quantity"),
+        vec![
+            &IndexValue::Composite(vec![loinc("39156-5"), written]),
+            &IndexValue::Composite(vec![loinc("39156-5"), canonical]),
+        ]
+    );
+    assert_eq!(
+        values(&entries, "code"),
+        vec![
+            &loinc("39156-5"),
+            &text("body mass index (bmi) [ratio]"),
+            &text("bmi")
+        ]
+    );
+}
+
+#[test]
+fn weights_in_pounds_and_kilograms_meet_in_grams() {
+    let pounds = extract_example("Observation-example");
+    let lb = 453.592_37;
+    assert_eq!(
+        values(&pounds, "value-quantity"),
+        vec![
+            &quantity(Some(UCUM), "[lb_av]", Some("lbs"), 184.5, 185.5),
+            &quantity(Some(UCUM), "g", Some("g"), 83687.792265, 84141.384635),
+        ]
+    );
+    assert_eq!(184.5 * lb, 83687.792265);
+
+    let mut kilograms = example("Observation-example");
+    kilograms["valueQuantity"] =
+        serde_json::from_str(r#"{"value": 83.9, "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg"}"#)
+            .unwrap();
+    let entries = extract_index("Observation", &kilograms);
+    assert_eq!(
+        values(&entries, "value-quantity"),
+        vec![
+            &quantity(Some(UCUM), "kg", Some("kg"), 83.85, 83.95),
+            &quantity(Some(UCUM), "g", Some("g"), 83850.0, 83950.0),
+        ]
+    );
+    // Searches in either unit are brought to grams as well.
+    let q = parse(
+        "Observation",
+        &[("value-quantity", "83.9|http://unitsofmeasure.org|kg")],
+    );
+    assert_eq!(
+        only_predicate(&q, "value-quantity"),
+        Predicate::Quantity {
+            prefix: Prefix::Eq,
+            lo: 83850.0,
+            hi: 83950.0,
+            system: Some(UCUM.into()),
+            code: Some("g".into())
+        }
+    );
+    let q = parse("Observation", &[("value-quantity", "gt185||[lb_av]")]);
+    assert_eq!(
+        only_predicate(&q, "value-quantity"),
+        Predicate::Quantity {
+            prefix: Prefix::Gt,
+            lo: 83687.792265,
+            hi: 84141.384635,
+            system: Some(UCUM.into()),
+            code: Some("g".into())
+        }
+    );
+}
+
+#[test]
+fn decimals_are_indexed_at_their_written_precision() {
+    let entries = extract_example("RiskAssessment-genetic");
+    let probabilities = values(&entries, "probability");
+    assert_eq!(probabilities.len(), 8);
+    assert_eq!(
+        probabilities[0],
+        &IndexValue::Number {
+            lo: 0.0001675,
+            hi: 0.0001685
+        }
+    );
+    let with = |probability: &str| {
+        let mut r = example("RiskAssessment-genetic");
+        r["prediction"] = serde_json::from_str(&format!(
+            r#"[{{"probabilityDecimal": {probability}}}]"#
+        ))
+        .unwrap();
+        extract_index("RiskAssessment", &r)
+            .into_iter()
+            .filter(|e| e.param == "probability")
+            .map(|e| e.value)
+            .collect::<Vec<_>>()
+    };
+    let number = |lo, hi| vec![IndexValue::Number { lo, hi }];
+    assert_eq!(with("100"), number(99.5, 100.5));
+    assert_eq!(with("0.50"), number(0.495, 0.505));
+    assert_eq!(with("1.0e-2"), number(0.0095, 0.0105));
+    assert_eq!(with("-3"), number(-3.5, -2.5));
+    // A Range of probabilities spans from the bottom of low to the top of high.
+    let mut r = example("RiskAssessment-genetic");
+    r["prediction"] = json!([{"probabilityRange": {"low": {"value": 1}, "high": {"value": 2}}}]);
+    assert_eq!(
+        values(&extract_index("RiskAssessment", &r), "probability"),
+        vec![&IndexValue::Number { lo: 0.5, hi: 2.5 }]
+    );
+}
+
+#[test]
+fn money_is_a_quantity_in_its_currency() {
+    let entries = extract_example("Invoice-example");
+    assert_eq!(
+        values(&entries, "totalgross"),
+        vec![&quantity(Some("urn:iso:std:iso:4217"), "EUR", None, 47.5, 48.5)]
+    );
+    let q = parse("Invoice", &[("totalgross", "ge40|urn:iso:std:iso:4217|EUR")]);
+    assert_eq!(
+        only_predicate(&q, "totalgross"),
+        Predicate::Quantity {
+            prefix: Prefix::Ge,
+            lo: 39.5,
+            hi: 40.5,
+            system: Some("urn:iso:std:iso:4217".into()),
+            code: Some("EUR".into())
+        }
+    );
+    assert_eq!(
+        values(&entries, "issuer"),
+        vec![&IndexValue::ReferenceIdentifier {
+            system: Some("http://myhospital/NamingSystem/departments".into()),
+            value: "CARD_INTERMEDIATE_CARE".into()
+        }]
+    );
+}
+
+#[test]
+fn identifiers_carry_their_type_and_contact_points_their_value() {
+    let entries = extract_example("Patient-example");
+    assert_eq!(
+        values(&entries, "identifier"),
+        vec![
+            &token(Some("urn:oid:1.2.36.146.595.217.0.1"), "12345"),
+            &IndexValue::IdentifierOfType {
+                type_system: Some("http://terminology.hl7.org/CodeSystem/v2-0203".into()),
+                type_code: "MR".into(),
+                value: "12345".into()
+            }
+        ]
+    );
+    // ContactPoint.system is a code (phone, email...), not the token's system.
+    assert_eq!(
+        values(&entries, "phone"),
+        vec![
+            &token(None, "(03) 5555 6473"),
+            &token(None, "(03) 3410 5613"),
+            &token(None, "(03) 5555 8834")
+        ]
+    );
+    assert_eq!(
+        values(&entries, "organization"),
+        vec![&reference(Some("Organization"), "1", "Organization/1")]
+    );
+    // Identifier.type.text is searchable with `:text`.
+    let mut p = example("Patient-example");
+    p["identifier"][0]["type"]["text"] = json!("Medical Record Number");
+    let entries = extract_index("Patient", &p);
+    assert!(values(&entries, "identifier").contains(&&text("medical record number")));
+
+    let practitioner = extract_example("Practitioner-example");
+    assert_eq!(
+        values(&practitioner, "identifier"),
+        vec![&token(Some("http://www.acme.org/practitioners"), "23")]
+    );
+    assert_eq!(
+        values(&practitioner, "family"),
+        vec![&string("careful", "Careful")]
+    );
+}
+
+#[test]
+fn uris_and_canonical_references() {
+    let entries = extract_example("Questionnaire-3141");
+    assert_eq!(
+        values(&entries, "url"),
+        vec![&IndexValue::Uri("http://hl7.org/fhir/Questionnaire/3141".into())]
+    );
+    let response = json!({
+        "resourceType": "QuestionnaireResponse",
+        "id": "r1",
+        "questionnaire": "http://hl7.org/fhir/Questionnaire/3141|2012",
+        "status": "completed"
+    });
+    assert_eq!(
+        values(&extract_index("QuestionnaireResponse", &response), "questionnaire"),
+        vec![&reference(
+            Some("Questionnaire"),
+            "3141",
+            "http://hl7.org/fhir/Questionnaire/3141|2012"
+        )]
+    );
+    let q = parse(
+        "Questionnaire",
+        &[("url:below", "http://hl7.org/fhir/"), ("url", "http://x/q")],
+    );
+    assert_eq!(
+        any_of(&q.filters[0], "url"),
+        [Predicate::Uri {
+            value: "http://hl7.org/fhir/".into(),
+            mode: fhir_model::UriMatch::Below
+        }]
+    );
+    assert_eq!(
+        any_of(&q.filters[1], "url"),
+        [Predicate::Uri {
+            value: "http://x/q".into(),
+            mode: fhir_model::UriMatch::Exact
+        }]
+    );
+    let q = parse("Questionnaire", &[("url:above", "http://x/q/1")]);
+    assert_eq!(
+        only_predicate(&q, "url"),
+        Predicate::Uri {
+            value: "http://x/q/1".into(),
+            mode: fhir_model::UriMatch::Above
+        }
+    );
+}
+
+#[test]
+fn meta_parameters() {
+    let mut p = patient();
+    p["meta"] = json!({
+        "lastUpdated": "2024-03-05T10:20:30Z",
+        "profile": ["http://example.org/StructureDefinition/p"],
+        "tag": [{"system": "http://example.org/tags", "code": "t1", "display": "Tag one"}],
+        "security": [{"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "R"}],
+        "source": "http://example.org/feed#42"
+    });
+    let entries = extract_index("Patient", &p);
+    assert_eq!(
+        values(&entries, "_tag"),
+        vec![&token(Some("http://example.org/tags"), "t1"), &text("tag one")]
+    );
+    assert_eq!(
+        values(&entries, "_security"),
+        vec![&token(
+            Some("http://terminology.hl7.org/CodeSystem/v3-Confidentiality"),
+            "R"
+        )]
+    );
+    assert_eq!(
+        values(&entries, "_source"),
+        vec![&IndexValue::Uri("http://example.org/feed#42".into())]
+    );
+    assert_eq!(values(&entries, "_profile").len(), 1);
+}
+
+#[test]
+fn examples_index_nothing_twice() {
+    for name in [
+        "Observation-blood-pressure",
+        "Observation-bmi",
+        "Observation-example",
+        "Observation-example-genetics-1",
+        "Patient-example",
+        "Condition-example",
+        "Practitioner-example",
+        "Questionnaire-3141",
+        "Composition-example",
+        "RiskAssessment-genetic",
+        "RiskAssessment-prognosis",
+        "Invoice-example",
+    ] {
+        let entries = extract_example(name);
+        assert!(entries.iter().any(|e| e.param == "_id"), "{name}");
+        for (i, e) in entries.iter().enumerate() {
+            assert!(!entries[i + 1..].contains(e), "{name}: duplicate {e:?}");
+        }
+    }
+    let genetics = extract_example("Observation-example-genetics-1");
+    assert!(values(&genetics, "value-concept")
+        .contains(&&token(Some("http://snomed.info/sct"), "10828004")));
+    let condition = extract_example("Condition-example");
+    assert!(values(&condition, "code").contains(&&text("burnt ear")));
+    let composition = extract_example("Composition-example");
+    assert_eq!(
+        values(&composition, "entry").len(),
+        3,
+        "{:?}",
+        values(&composition, "entry")
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parsing: numbers and quantities
+
+#[test]
+fn number_prefixes_and_precision() {
+    let num = |value: &str| {
+        only_predicate(&parse("RiskAssessment", &[("probability", value)]), "probability")
+    };
+    let n = |prefix, lo, hi| Predicate::Number { prefix, lo, hi };
+    assert_eq!(num("100"), n(Prefix::Eq, 99.5, 100.5));
+    assert_eq!(num("100.00"), n(Prefix::Eq, 99.995, 100.005));
+    assert_eq!(num("1.0e2"), n(Prefix::Eq, 95.0, 105.0));
+    assert_eq!(num("1e2"), n(Prefix::Eq, 50.0, 150.0));
+    assert_eq!(num("0.8"), n(Prefix::Eq, 0.75, 0.85));
+    for (text, prefix) in [
+        ("eq", Prefix::Eq),
+        ("ne", Prefix::Ne),
+        ("gt", Prefix::Gt),
+        ("lt", Prefix::Lt),
+        ("ge", Prefix::Ge),
+        ("le", Prefix::Le),
+        ("sa", Prefix::Sa),
+        ("eb", Prefix::Eb),
+    ] {
+        assert_eq!(num(&format!("{text}0.8")), n(prefix, 0.75, 0.85), "{text}");
+    }
+    // `ap` widens by a tenth of the value on each side.
+    assert_eq!(num("ap100"), n(Prefix::Ap, 89.5, 110.5));
+    for bad in ["abc", "1,", "xx1", "1.", "+1", "1e", "gt", "1 0"] {
+        let issues = parse_err(Some("RiskAssessment"), &[("probability", bad)], false);
+        assert_eq!(issues[0].expression, "probability", "{bad}");
+    }
+}
+
+#[test]
+fn quantity_forms() {
+    let qty = |value: &str| {
+        only_predicate(&parse("Observation", &[("value-quantity", value)]), "value-quantity")
+    };
+    let q = |prefix, lo, hi, system: Option<&str>, code: Option<&str>| Predicate::Quantity {
+        prefix,
+        lo,
+        hi,
+        system: system.map(str::to_string),
+        code: code.map(str::to_string),
+    };
+    // A UCUM unit, with or without the system, is canonicalised.
+    assert_eq!(
+        qty("5.4|http://unitsofmeasure.org|mg"),
+        q(Prefix::Eq, 0.00535, 0.00545, Some(UCUM), Some("g"))
+    );
+    assert_eq!(
+        qty("5.4||mg"),
+        q(Prefix::Eq, 0.00535, 0.00545, Some(UCUM), Some("g"))
+    );
+    assert_eq!(
+        qty("le120||mm[Hg]"),
+        q(Prefix::Le, 15931.979, 16065.301, Some(UCUM), Some("Pa"))
+    );
+    assert_eq!(
+        qty("37|http://unitsofmeasure.org|Cel"),
+        q(Prefix::Eq, 309.65, 310.65, Some(UCUM), Some("K"))
+    );
+    assert_eq!(qty("ap100||/min"), q(Prefix::Ap, 1.49166666667, 1.84166666667, Some(UCUM), Some("/s")));
+    // Without a unit, any unit; units that do not convert are kept as written.
+    assert_eq!(qty("5.4"), q(Prefix::Eq, 5.35, 5.45, None, None));
+    assert_eq!(
+        qty("gt5|http://unitsofmeasure.org|[iU]"),
+        q(Prefix::Gt, 4.5, 5.5, Some(UCUM), Some("[iU]"))
+    );
+    assert_eq!(
+        qty("5||tablets"),
+        q(Prefix::Eq, 4.5, 5.5, None, Some("tablets"))
+    );
+    assert_eq!(
+        qty("5|http://snomed.info/sct|258684004"),
+        q(
+            Prefix::Eq,
+            4.5,
+            5.5,
+            Some("http://snomed.info/sct"),
+            Some("258684004")
+        )
+    );
+    for bad in [
+        "5.4|mg",
+        "x|http://unitsofmeasure.org|mg",
+        "5.4|http://unitsofmeasure.org|",
+        "zz5",
+        "5|a|b|c",
+        "|http://unitsofmeasure.org|mg",
+    ] {
+        for strict in [false, true] {
+            let issues = parse_err(Some("Observation"), &[("value-quantity", bad)], strict);
+            assert_eq!(issues.len(), 1, "{bad}");
+            assert_eq!(issues[0].expression, "value-quantity");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parsing: modifiers
+
+#[test]
+fn string_contains_and_missing() {
+    let q = parse("Patient", &[("name:contains", "ËTE")]);
+    assert_eq!(
+        only_predicate(&q, "name"),
+        Predicate::StringContains("ete".into())
+    );
+    let q = parse(
+        "Patient",
+        &[("birthdate:missing", "true"), ("family:missing", "false")],
+    );
+    assert_eq!(
+        q.filters,
+        vec![
+            Filter::Missing {
+                param: "birthdate".into(),
+                missing: true
+            },
+            Filter::Missing {
+                param: "family".into(),
+                missing: false
+            }
+        ]
+    );
+    let issues = parse_err(Some("Patient"), &[("birthdate:missing", "yes")], false);
+    assert!(issues[0].message.contains("yes"));
+}
+
+#[test]
+fn token_modifiers() {
+    let q = parse("Observation", &[("code:text", "Blood Prëssure")]);
+    assert_eq!(
+        only_predicate(&q, "code"),
+        Predicate::TokenText("blood pressure".into())
+    );
+    let q = parse("Observation", &[("status:not", "final,amended")]);
+    assert_eq!(
+        q.filters,
+        vec![Filter::Match {
+            param: "status".into(),
+            any_of: vec![
+                Predicate::Token {
+                    system: TokenSystem::Any,
+                    code: Some("final".into())
+                },
+                Predicate::Token {
+                    system: TokenSystem::Any,
+                    code: Some("amended".into())
+                }
+            ],
+            negate: true
+        }]
+    );
+    let q = parse(
+        "Patient",
+        &[(
+            "identifier:of-type",
+            "http://terminology.hl7.org/CodeSystem/v2-0203|MR|12345",
+        )],
+    );
+    assert_eq!(
+        only_predicate(&q, "identifier"),
+        Predicate::IdentifierOfType {
+            type_system: "http://terminology.hl7.org/CodeSystem/v2-0203".into(),
+            type_code: "MR".into(),
+            value: "12345".into()
+        }
+    );
+    for bad in ["MR|12345", "|MR|12345", "http://x||1", "a|b|"] {
+        let issues = parse_err(Some("Patient"), &[("identifier:of-type", bad)], false);
+        assert!(issues[0].message.contains("of-type"), "{bad}");
+    }
+    // `:of-type` is for identifiers; terminology modifiers are not supported.
+    for name in ["gender:of-type", "code:in", "code:not-in", "code:above", "code:below"] {
+        let issues = parse_err(Some("Observation"), &[(name, "x")], true);
+        assert_eq!(issues[0].expression, name);
+    }
+}
+
+#[test]
+fn reference_identifier_modifier() {
+    let q = parse(
+        "Observation",
+        &[("based-on:identifier", "https://acme.org/identifiers|1234")],
+    );
+    assert_eq!(
+        only_predicate(&q, "based-on"),
+        Predicate::ReferenceIdentifier {
+            system: TokenSystem::Is("https://acme.org/identifiers".into()),
+            value: "1234".into()
+        }
+    );
+    let q = parse("Observation", &[("subject:identifier", "1234")]);
+    assert_eq!(
+        only_predicate(&q, "subject"),
+        Predicate::ReferenceIdentifier {
+            system: TokenSystem::Any,
+            value: "1234".into()
+        }
+    );
+    let issues = parse_err(Some("Observation"), &[("subject:identifier", "http://x|")], false);
+    assert!(issues[0].message.contains("http://x|"));
+}
+
+#[test]
+fn composite_values_pair_their_components() {
+    let q = parse(
+        "Observation",
+        &[(
+            "component-code-value-quantity",
+            "http://loinc.org|8480-6$lt60|http://unitsofmeasure.org|mm[Hg],8462-4$gt90",
+        )],
+    );
+    assert_eq!(
+        any_of(&q.filters[0], "component-code-value-quantity"),
+        [
+            Predicate::Composite(vec![
+                Predicate::Token {
+                    system: TokenSystem::Is(LOINC.into()),
+                    code: Some("8480-6".into())
+                },
+                Predicate::Quantity {
+                    prefix: Prefix::Lt,
+                    lo: 7932.659,
+                    hi: 8065.981,
+                    system: Some(UCUM.into()),
+                    code: Some("Pa".into())
+                }
+            ]),
+            Predicate::Composite(vec![
+                Predicate::Token {
+                    system: TokenSystem::Any,
+                    code: Some("8462-4".into())
+                },
+                Predicate::Quantity {
+                    prefix: Prefix::Gt,
+                    lo: 89.5,
+                    hi: 90.5,
+                    system: None,
+                    code: None
+                }
+            ])
+        ]
+    );
+    let q = parse(
+        "Observation",
+        &[("code-value-date", "http://loinc.org|1234-5$ge2020-01")],
+    );
+    let [Predicate::Composite(parts)] = any_of(&q.filters[0], "code-value-date") else {
+        panic!("{q:?}")
+    };
+    assert!(matches!(
+        parts[1],
+        Predicate::Date {
+            prefix: Prefix::Ge,
+            ..
+        }
+    ));
+    for bad in ["8480-6", "8480-6$lt60$1", "$lt60", "8480-6$", "8480-6$xx60"] {
+        let issues = parse_err(
+            Some("Observation"),
+            &[("component-code-value-quantity", bad)],
+            false,
+        );
+        assert_eq!(issues.len(), 1, "{bad}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parsing: chains and reverse chains
+
+fn match_filter(param: &str, predicate: Predicate) -> Filter {
+    Filter::Match {
+        param: param.into(),
+        any_of: vec![predicate],
+        negate: false,
+    }
+}
+
+#[test]
+fn chains_of_any_depth() {
+    let q = parse("Observation", &[("subject:Patient.name", "peter")]);
+    assert_eq!(
+        q.filters,
+        vec![Filter::Chain {
+            param: "subject".into(),
+            target_types: vec!["Patient".into()],
+            inner: Box::new(match_filter(
+                "name",
+                Predicate::StringStartsWith("peter".into())
+            )),
+        }]
+    );
+    assert_eq!(q.applied, params(&[("subject:Patient.name", "peter")]));
+
+    // Without a type, the targets that have the chained parameter.
+    let q = parse("Observation", &[("subject.name", "x")]);
+    let Filter::Chain { target_types, .. } = &q.filters[0] else {
+        panic!()
+    };
+    assert_eq!(target_types, &["Location", "Patient"]);
+    let q = parse("Observation", &[("subject.identifier", "http://h/mrn|7")]);
+    let Filter::Chain { target_types, .. } = &q.filters[0] else {
+        panic!()
+    };
+    assert_eq!(target_types, &["Device", "Group", "Location", "Patient"]);
+
+    let q = parse("Observation", &[("patient.organization.name:exact", "Acme")]);
+    assert_eq!(
+        q.filters,
+        vec![Filter::Chain {
+            param: "patient".into(),
+            target_types: vec!["Patient".into()],
+            inner: Box::new(Filter::Chain {
+                param: "organization".into(),
+                target_types: vec!["Organization".into()],
+                inner: Box::new(match_filter("name", Predicate::StringExact("Acme".into()))),
+            }),
+        }]
+    );
+    let q = parse("Observation", &[("subject:Patient.birthdate:missing", "true")]);
+    let Filter::Chain { inner, .. } = &q.filters[0] else {
+        panic!()
+    };
+    assert_eq!(
+        **inner,
+        Filter::Missing {
+            param: "birthdate".into(),
+            missing: true
+        }
+    );
+}
+
+#[test]
+fn chain_errors() {
+    let cases: &[(&str, &str)] = &[
+        // Not a reference parameter.
+        ("code.name", "code"),
+        // No target has the parameter.
+        ("subject.nonsense", "nonsense"),
+        // The targets disagree on its type.
+        ("focus.contact", "type modifier"),
+        // Not a target of the parameter.
+        ("subject:Medication.code", "Medication"),
+    ];
+    for &(name, mentioned) in cases {
+        let issues = parse_err(Some("Observation"), &[(name, "x")], true);
+        assert_eq!(issues[0].expression, name);
+        assert!(
+            issues[0].message.contains(mentioned),
+            "{name}: {}",
+            issues[0].message
+        );
+        let q = parse_search(Some("Observation"), &params(&[(name, "x")]), false).unwrap();
+        assert_eq!(q.ignored, vec![name]);
+    }
+    // With a type the disagreement is settled.
+    let q = parse("Observation", &[("focus:NamingSystem.contact", "x")]);
+    assert_eq!(q.filters.len(), 1);
+    // A malformed value at the end of a chain is still malformed.
+    let issues = parse_err(Some("Observation"), &[("subject:Patient.birthdate", "2020-13")], false);
+    assert!(issues[0].message.contains("2020-13"));
+}
+
+#[test]
+fn reverse_chains() {
+    let q = parse("Patient", &[("_has:Observation:patient:code", "1234")]);
+    assert_eq!(
+        q.filters,
+        vec![Filter::Has {
+            source_type: "Observation".into(),
+            reference_param: "patient".into(),
+            inner: Box::new(match_filter(
+                "code",
+                Predicate::Token {
+                    system: TokenSystem::Any,
+                    code: Some("1234".into())
+                }
+            )),
+        }]
+    );
+    let q = parse(
+        "Patient",
+        &[("_has:Observation:patient:_has:AuditEvent:entity:type", "x")],
+    );
+    let Filter::Has { inner, .. } = &q.filters[0] else {
+        panic!()
+    };
+    assert!(matches!(
+        &**inner,
+        Filter::Has { source_type, reference_param, .. }
+            if source_type == "AuditEvent" && reference_param == "entity"
+    ));
+    let q = parse("Patient", &[("_has:Observation:subject:code:text", "bp")]);
+    let Filter::Has { inner, .. } = &q.filters[0] else {
+        panic!()
+    };
+    assert_eq!(**inner, match_filter("code", Predicate::TokenText("bp".into())));
+
+    let issues = parse_err(Some("Patient"), &[("_has:Observation:patient", "x")], false);
+    assert!(issues[0].message.contains("_has:Type:reference:parameter"));
+    for name in [
+        "_has:Nope:patient:code",
+        "_has:Observation:code:code",
+        "_has:Observation:nonsense:code",
+        "_has:Observation:patient:nonsense",
+    ] {
+        let issues = parse_err(Some("Patient"), &[(name, "x")], true);
+        assert_eq!(issues[0].expression, name);
+    }
+    // Observation.patient points to Patients only.
+    let issues = parse_err(Some("Practitioner"), &[("_has:Observation:patient:code", "x")], true);
+    assert!(issues[0].message.contains("Practitioner"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parsing: result parameters
+
+#[test]
+fn sort_keys() {
+    let q = parse("Patient", &[("_sort", "-birthdate,name,_id"), ("_sort", "-_lastUpdated")]);
+    let key = |param: &str, descending| fhir_model::SortKey {
+        param: param.into(),
+        descending,
+    };
+    assert_eq!(
+        q.sort,
+        vec![
+            key("birthdate", true),
+            key("name", false),
+            key("_id", false),
+            key("_lastUpdated", true)
+        ]
+    );
+    assert_eq!(
+        q.applied,
+        params(&[("_sort", "-birthdate,name,_id"), ("_sort", "-_lastUpdated")])
+    );
+    let issues = parse_err(
+        Some("Observation"),
+        &[("_sort", "component-code-value-quantity")],
+        true,
+    );
+    assert!(issues[0].message.contains("composite"));
+    for bad in ["-", "name,", ""] {
+        let issues = parse_err(Some("Patient"), &[("_sort", bad)], false);
+        assert_eq!(issues[0].expression, "_sort", "{bad}");
+    }
+    // At system level only the common parameters sort.
+    assert_eq!(
+        parse_search(None, &params(&[("_sort", "_lastUpdated")]), true)
+            .unwrap()
+            .sort,
+        vec![key("_lastUpdated", false)]
+    );
+    parse_err(None, &[("_sort", "name")], true);
+}
+
+#[test]
+fn includes_and_revincludes() {
+    let q = parse(
+        "Observation",
+        &[
+            ("_include", "Observation:subject"),
+            ("_include:iterate", "Patient:general-practitioner:Practitioner"),
+            ("_include:recurse", "Observation:*"),
+            ("_revinclude", "Provenance:target"),
+            ("_revinclude:iterate", "Observation:has-member"),
+            ("_include", "*"),
+        ],
+    );
+    let inc = |source: &str, param: &str, target: Option<&str>, iterate| fhir_model::Include {
+        source_type: source.into(),
+        param: param.into(),
+        target_type: target.map(str::to_string),
+        iterate,
+    };
+    assert_eq!(
+        q.includes,
+        vec![
+            inc("Observation", "subject", None, false),
+            inc("Patient", "general-practitioner", Some("Practitioner"), true),
+            inc("Observation", "*", None, true),
+            inc("*", "*", None, false),
+        ]
+    );
+    assert_eq!(
+        q.revincludes,
+        vec![
+            inc("Provenance", "target", None, false),
+            inc("Observation", "has-member", None, true),
+        ]
+    );
+    assert_eq!(q.applied.len(), 6);
+    assert_eq!(q.applied[1].0, "_include:iterate");
+
+    let malformed = [
+        "Observation",
+        "Observation:subject:Patient:extra",
+        "Nope:subject",
+        "Observation:subject:Nope",
+        "Observation:subject:Medication",
+    ];
+    for bad in malformed {
+        for strict in [false, true] {
+            let issues = parse_err(Some("Observation"), &[("_include", bad)], strict);
+            assert_eq!(issues[0].expression, "_include", "{bad}");
+        }
+    }
+    // Not a reference parameter, or an unknown modifier: not supported.
+    for (name, value) in [
+        ("_include", "Observation:code"),
+        ("_revinclude", "Observation:nonsense"),
+        ("_include:deep", "Observation:subject"),
+    ] {
+        let q = parse_search(Some("Observation"), &params(&[(name, value)]), false).unwrap();
+        assert_eq!(q.ignored, vec![name]);
+        assert!(q.includes.is_empty() && q.revincludes.is_empty());
+        parse_err(Some("Observation"), &[(name, value)], true);
+    }
+}
+
+#[test]
+fn total_summary_and_elements() {
+    let q = parse(
+        "Patient",
+        &[
+            ("_total", "estimate"),
+            ("_summary", "count"),
+            ("_elements", "identifier, name,name"),
+        ],
+    );
+    assert_eq!(q.total, fhir_model::TotalMode::Estimate);
+    assert_eq!(q.summary, Some(fhir_model::Summary::Count));
+    assert_eq!(q.elements, vec!["identifier", "name"]);
+    assert_eq!(
+        q.applied,
+        params(&[
+            ("_total", "estimate"),
+            ("_summary", "count"),
+            ("_elements", "identifier, name,name")
+        ])
+    );
+    for (value, summary) in [
+        ("true", fhir_model::Summary::True),
+        ("false", fhir_model::Summary::False),
+        ("text", fhir_model::Summary::Text),
+        ("data", fhir_model::Summary::Data),
+    ] {
+        assert_eq!(parse("Patient", &[("_summary", value)]).summary, Some(summary));
+    }
+    assert_eq!(
+        parse("Patient", &[("_total", "none")]).total,
+        fhir_model::TotalMode::None
+    );
+    assert_eq!(parse("Patient", &[]).total, fhir_model::TotalMode::Accurate);
+    for (name, bad) in [
+        ("_total", "all"),
+        ("_summary", "yes"),
+        ("_elements", "Patient.name"),
+        ("_elements", "name,"),
+    ] {
+        let issues = parse_err(Some("Patient"), &[(name, bad)], false);
+        assert_eq!(issues[0].expression, name);
+        assert!(issues[0].message.contains(bad.trim_end_matches(',')), "{name}={bad}");
+    }
+}
+
+#[test]
+fn special_parameters_are_not_supported() {
+    let q = parse_search(Some("Location"), &params(&[("near", "42|-71|10|km")]), false).unwrap();
+    assert_eq!(q.ignored, vec!["near"]);
+    let issues = parse_err(Some("Location"), &[("near", "42|-71|10|km")], true);
+    assert!(issues[0].message.contains("near"));
+}

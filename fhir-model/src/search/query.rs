@@ -80,7 +80,7 @@ pub(super) fn parse_search(
                 }
             }),
             "_contained" | "_containedType" => Err(NotSupported(format!(
-                "{name} is not supported: contained resources are not searched"
+                "unsupported parameter {name}: contained resources are not searched"
             ))),
             _ if is_include(name) => {
                 let (kind, modifier) = name.split_once(':').unwrap_or((name, ""));
@@ -228,7 +228,7 @@ fn parse_chain(
     let def = known_param(scope, base)?;
     if def.kind != ParamType::Reference {
         return Err(NotSupported(format!(
-            "{base:?} is a {} parameter; only reference parameters can be chained",
+            "cannot chain {base:?}: it is a {} parameter, and only reference parameters chain",
             def.kind.code()
         )));
     }
@@ -280,12 +280,12 @@ fn parse_has(
     let parts: Vec<&str> = rest.splitn(3, ':').collect();
     let [source, reference, inner] = parts.as_slice() else {
         return Err(Malformed(format!(
-            "{name} must have the form _has:Type:reference:parameter"
+            "reverse chain {name} must have the form _has:Type:reference:parameter"
         )));
     };
     if source.is_empty() || reference.is_empty() || inner.is_empty() {
         return Err(Malformed(format!(
-            "{name} must have the form _has:Type:reference:parameter"
+            "reverse chain {name} must have the form _has:Type:reference:parameter"
         )));
     }
     if !is_resource_type(source) {
@@ -296,7 +296,7 @@ fn parse_has(
     let def = known_param(Some(source), reference)?;
     if def.kind != ParamType::Reference {
         return Err(NotSupported(format!(
-            "{source}.{reference} is not a reference parameter"
+            "parameter {reference:?} of {source} is not a reference parameter"
         )));
     }
     if let Some(scope) = scope {
@@ -317,9 +317,9 @@ fn check_target(def: &SearchParamDef, ty: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "{}.{} cannot point to a {ty} (its targets are {})",
-            def.resource_type,
+            "reference parameter {:?} of {} cannot point to a {ty} (its targets are {})",
             def.name,
+            def.resource_type,
             def.targets.join(", ")
         ))
     }
@@ -400,7 +400,7 @@ fn predicate(
             },
         }),
         ParamType::Composite => composite_predicate(def, piece, now_ms),
-        ParamType::Special => Err(format!("{} is a special parameter", def.name)),
+        ParamType::Special => Err(format!("special parameter {} cannot be searched", def.name)),
     }
 }
 
@@ -413,7 +413,7 @@ fn composite_predicate(
     let parts = split_unescaped(piece, '$');
     if parts.len() != def.components.len() {
         return Err(format!(
-            "{piece:?} needs {} values separated by $ for {}",
+            "composite value {piece:?} needs {} values separated by $ for {}",
             def.components.len(),
             def.name
         ));
@@ -650,7 +650,7 @@ fn parse_include(value: &str, iterate: bool) -> Result<Include, Problem> {
         [source, param, target] => (*source, *param, Some(*target)),
         _ => {
             return Err(Malformed(format!(
-                "{value:?} must be Type:parameter or Type:parameter:TargetType"
+                "include {value:?} must be Type:parameter or Type:parameter:TargetType"
             )))
         }
     };
@@ -666,7 +666,7 @@ fn parse_include(value: &str, iterate: bool) -> Result<Include, Problem> {
         let def = known_param(Some(source), param)?;
         if def.kind != ParamType::Reference {
             return Err(NotSupported(format!(
-                "{source}:{param} is not a reference parameter"
+                "parameter {param:?} of {source} is not a reference parameter"
             )));
         }
         if let Some(target) = target {
