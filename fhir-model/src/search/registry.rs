@@ -112,8 +112,23 @@ pub(super) fn component_expression(index: usize, component: usize) -> Option<&'s
         .as_ref()
 }
 
-/// Why row `def` does not work, or None when it does.
+/// Why row `def` does not work, or None when it does. Rows of the table are judged once per
+/// process (this is asked for every parameter of every search request).
 pub(super) fn unsupported_reason(def: &SearchParamDef) -> Option<String> {
+    static JUDGED: OnceLock<Vec<Option<String>>> = OnceLock::new();
+    let rows = SEARCH_PARAMETERS.as_ptr_range();
+    let at = def as *const SearchParamDef;
+    if !rows.contains(&at) {
+        return judge(def);
+    }
+    let index = (at as usize - rows.start as usize) / std::mem::size_of::<SearchParamDef>();
+    JUDGED
+        .get_or_init(|| SEARCH_PARAMETERS.iter().map(judge).collect())
+        .get(index)?
+        .clone()
+}
+
+fn judge(def: &SearchParamDef) -> Option<String> {
     if def.kind == ParamType::Special {
         return Some("special parameters are not supported".to_string());
     }
