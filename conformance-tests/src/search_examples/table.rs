@@ -430,7 +430,7 @@ pub const TOKENS: &[Row] = &[
         "GET Bundle?type=message",
         &["Bundle/10bb101f-a121-4264-a920-67be9cb82c74", "Bundle/3a0707d3-549e-4467-b8b8-5a2ab3800efe"],
     ),
-    found("Flag status", "GET Flag?status=inactive", &["Flag/example"]),
+    found("Flag date (period) ge", "GET Flag?date=ge2016-06-01", &["Flag/example"]),
     found(
         "FamilyMemberHistory relationship",
         "GET FamilyMemberHistory?relationship=FTH",
@@ -689,8 +689,16 @@ pub const NUMBERS_QUANTITIES: &[Row] = &[
         "GET MolecularSequence?window-start=0",
         &["MolecularSequence/coord-0-base", "MolecularSequence/graphic-example-2"],
     ),
-    found("dose-number", "GET ImmunizationRecommendation?dose-number=1", &["ImmunizationRecommendation/example"]),
-    found("dose-number no match", "GET ImmunizationRecommendation?dose-number=2", &[]),
+    found(
+        "probability sa",
+        "GET RiskAssessment?probability=sa0.0016",
+        &["RiskAssessment/cardiac", "RiskAssessment/genetic"],
+    ),
+    found(
+        "probability ne",
+        "GET RiskAssessment?probability=ne0.02",
+        &["RiskAssessment/genetic", "RiskAssessment/riskexample"],
+    ),
     found("value-quantity plain number", "GET Observation?value-quantity=185", &["Observation/example"]),
     found("value-quantity number||code", "GET Observation?value-quantity=185||[lb_av]", &["Observation/example"]),
     found(

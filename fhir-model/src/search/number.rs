@@ -58,19 +58,12 @@ pub(crate) fn parse_decimal(text: &str) -> Option<Decimal> {
     if !value.is_finite() || !upper.is_finite() {
         return None;
     }
-    Some(if negative {
-        Decimal {
-            value,
-            lo: -upper,
-            hi: -lower,
-        }
-    } else {
-        Decimal {
-            value,
-            lo: lower,
-            hi: upper,
-        }
-    })
+    let (lo, hi) = if negative { (-upper, -lower) } else { (lower, upper) };
+    // Seventeen significant digits (a double printed in full, `66.89999999999999`) are finer
+    // than a double: both bounds round to the value itself. The range is then the value's
+    // neighbours, so it stays non-empty and every comparison still sees a range.
+    let (lo, hi) = if lo < hi { (lo, hi) } else { (value.next_down(), value.next_up()) };
+    Some(Decimal { value, lo, hi })
 }
 
 /// `digits - 1` for a non-empty run of ASCII digits without leading zeros, as text (`100` →
@@ -120,6 +113,13 @@ mod tests {
         assert_eq!(range("25E+1"), (245.0, 255.0));
         assert_eq!(range("10"), (9.5, 10.5));
         assert_eq!(parse_decimal("72.5").unwrap().value, 72.5);
+    }
+
+    #[test]
+    fn a_full_precision_double_keeps_a_non_empty_range() {
+        let (lo, hi) = range("66.89999999999999");
+        assert!(lo < 66.89999999999999 && 66.89999999999999 < hi, "{lo} {hi}");
+        assert!(hi - lo < 1e-13);
     }
 
     #[test]

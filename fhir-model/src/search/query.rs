@@ -38,6 +38,17 @@ pub(super) fn parse_search(
     let mut query = SearchQuery::all(resource_type);
     let mut issues = Vec::new();
     let mut saw_type = false;
+    // At system level, `_type` decides which parameters exist wherever it appears in the query:
+    // those every listed type has (with the same type), not only the common ones.
+    let listed_types: Vec<String> = match resource_type {
+        Some(_) => Vec::new(),
+        None => params
+            .iter()
+            .find(|(name, _)| name == "_type")
+            .and_then(|(_, value)| parse_types(value).ok())
+            .unwrap_or_default(),
+    };
+    let scope = resource_type.or(listed_types.first().map(String::as_str));
     for (name, value) in params {
         let outcome: Result<(), Problem> = match name.as_str() {
             // Output options, not search parameters: neither applied nor ignored.
@@ -69,7 +80,9 @@ pub(super) fn parse_search(
                     parse_types(value).map(|types| query.types = types)
                 }
             }
-            "_sort" => parse_sort(resource_type, value).map(|keys| query.sort.extend(keys)),
+            "_sort" => parse_sort(scope, value)
+                .and_then(|keys| shared_by_all(&listed_types, keys.iter().map(|k| k.param.as_str()), keys.clone()))
+                .map(|keys| query.sort.extend(keys)),
             "_total" => parse_total(value).map(|total| query.total = total),
             "_summary" => parse_summary(value).map(|summary| query.summary = Some(summary)),
             "_elements" => parse_elements(value).map(|elements| {
@@ -100,7 +113,8 @@ pub(super) fn parse_search(
                         }
                     })
             }
-            _ => parse_parameter(resource_type, name, value, now_ms)
+            _ => parse_parameter(scope, name, value, now_ms)
+                .and_then(|filter| shared_by_all(&listed_types, std::iter::once(base_name(name)), filter))
                 .map(|filter| query.filters.push(filter)),
         };
         match outcome {
@@ -119,6 +133,39 @@ pub(super) fn parse_search(
     } else {
         Err(ModelError::Search(issues))
     }
+}
+
+/// `value` when every parameter in `names` means the same (exists, with the same type) for all
+/// of `types` (a system-level `_type` list; the first type is the one it was parsed for).
+fn shared_by_all<'n, T>(types: &[String], names: impl Iterator<Item = &'n str>, value: T) -> Result<T, Problem> {
+    let Some((first, others)) = types.split_first() else {
+        return Ok(value);
+    };
+    for name in names {
+        // `_has` is checked against each source type when the store resolves it.
+        if name == "_has" {
+            continue;
+        }
+        let kind = find_param(Some(first), name).map(|(_, def)| def.kind);
+        for other in others {
+            if find_param(Some(other), name).map(|(_, def)| def.kind) != kind {
+                return Err(NotSupported(format!(
+                    "search parameter {name:?} is not defined alike for every type in _type ({first} and {other} differ)"
+                )));
+            }
+        }
+    }
+    Ok(value)
+}
+
+/// The parameter a query key names: `subject` for `subject:Patient.name`, `_has` for reverse
+/// chains.
+fn base_name(name: &str) -> &str {
+    if name.starts_with("_has:") {
+        return "_has";
+    }
+    let head = name.split('.').next().unwrap_or(name);
+    head.split(':').next().unwrap_or(head)
 }
 
 fn is_include(name: &str) -> bool {

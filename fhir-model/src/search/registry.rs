@@ -424,12 +424,12 @@ mod tests {
         assert_eq!(SUMMARY_ELEMENTS.len(), 146);
     }
 
-    /// Every supported parameter evaluates on the vendored examples of its type without
+    /// Every supported parameter evaluates on the vendored R4 examples of its type without
     /// panicking, and most of the parameters these examples exercise select something.
     #[test]
     fn every_parameter_evaluates_on_the_example_corpus() {
         let dir =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../conformance-tests/corpus");
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../conformance-tests/corpus/r4-examples");
         let Ok(entries) = std::fs::read_dir(&dir) else {
             panic!("example corpus missing at {}", dir.display());
         };

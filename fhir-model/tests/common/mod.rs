@@ -5,13 +5,18 @@ use std::path::PathBuf;
 use fhir_model::{parse_resource, Format};
 use serde_json::Value;
 
-/// Every JSON example in `conformance-tests/corpus`, sorted by file name, parsed.
+/// The official Patient and Observation examples and the example transaction Bundle from
+/// `conformance-tests/corpus/r4-examples`, sorted by file name, parsed.
 pub fn corpus() -> Vec<(String, Value)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../conformance-tests/corpus");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../conformance-tests/corpus/r4-examples");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .expect("corpus directory exists")
         .map(|e| e.expect("readable entry").path())
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .filter(|p| {
+            let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            name.starts_with("Patient-") || name.starts_with("Observation-") || name == "Bundle-bundle-transaction.json"
+        })
         .collect();
     files.sort();
     files
