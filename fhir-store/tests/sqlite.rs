@@ -137,3 +137,21 @@ async fn max_batch_one_commits_each_write() {
     concurrent_creates(store.clone(), 16).await;
     assert_eq!((store.commit_count(), store.write_requests()), (16, 16));
 }
+
+/// A file of another schema version is refused with an error naming both versions.
+#[tokio::test]
+async fn other_schema_version_is_refused() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("tessera.db").display());
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("create old file");
+    sqlx::query("CREATE TABLE schema_version (version INTEGER NOT NULL)").execute(&mut conn).await.expect("table");
+    sqlx::query("INSERT INTO schema_version (version) VALUES (1)").execute(&mut conn).await.expect("version");
+    conn.close().await.expect("close");
+    let error = match SqliteStore::open(SqliteStoreOptions::new(dir.path())).await {
+        Ok(_) => panic!("a version 1 file was opened"),
+        Err(error) => error,
+    };
+    assert_eq!(error.kind(), fhir_store::StoreErrorKind::Backend);
+    assert!(error.to_string().contains("schema version 1") || format!("{error:?}").contains("schema version 1"), "{error:?}");
+}

@@ -2,8 +2,10 @@
 //! paging, `_total` and `_include`/`_revinclude`.
 //!
 //! Plan. Every filter has two SQL forms: a *check*, a boolean condition on a given `rid`
-//! (`EXISTS (SELECT 1 FROM idx_token WHERE rid = m.rid AND pid IN (…) AND code = ?)`, a seek on
-//! the table's `(rid, pid)` owner index), and, for filters that can enumerate their matches, a
+//! (`EXISTS (SELECT 1 FROM idx_token INDEXED BY idx_token_owner WHERE rid = m.rid AND pid IN (…)
+//! AND code = ?)`, a seek on the table's `(rid, pid)` owner index; `INDEXED BY` because without
+//! statistics SQLite may prefer the value index when it has as many equality terms, and then
+//! walks every resource with that value for each candidate), and, for filters that can enumerate their matches, a
 //! *driver*, a `SELECT rid` that seeks the value index (`pid, value…, rid`). One filter drives:
 //! the most selective positive match, found by cheap capped `count(*)` probes of every
 //! candidate in one statement; chains and `_has` drive only when no plain match can. Every
@@ -637,7 +639,7 @@ impl Planner<'_> {
                 let pids = self.params.pids(param, types);
                 let mut exists = Vec::new();
                 for (table, leaves) in leaves_by_table(any_of) {
-                    let mut sql = Sql::new(&format!("EXISTS (SELECT 1 FROM {table} WHERE rid = {rid} AND pid IN "));
+                    let mut sql = Sql::new(&format!("EXISTS (SELECT 1 FROM {table} INDEXED BY {table}_owner WHERE rid = {rid} AND pid IN "));
                     sql.int_list(&pids);
                     let condition = or(leaves);
                     if !condition.text.is_empty() {
@@ -663,7 +665,7 @@ impl Planner<'_> {
                 let exists: Vec<Sql> = tables_of(param_kind(param, types))
                     .into_iter()
                     .map(|table| {
-                        let mut sql = Sql::new(&format!("EXISTS (SELECT 1 FROM {table} WHERE rid = {rid} AND pid IN "));
+                        let mut sql = Sql::new(&format!("EXISTS (SELECT 1 FROM {table} INDEXED BY {table}_owner WHERE rid = {rid} AND pid IN "));
                         sql.int_list(&pids);
                         sql.push(")");
                         sql
@@ -680,7 +682,7 @@ impl Planner<'_> {
                 let targets = types_of(target_types);
                 let pids = self.params.pids(param, types);
                 let mut sql = Sql::new(&format!(
-                    "EXISTS (SELECT 1 FROM idx_reference AS {re} CROSS JOIN resources AS {tr} \
+                    "EXISTS (SELECT 1 FROM idx_reference AS {re} INDEXED BY idx_reference_owner CROSS JOIN resources AS {tr} \
                      ON {tr}.resource_type = {re}.target_type AND {tr}.id = {re}.target_id \
                      WHERE {re}.rid = {rid} AND {re}.pid IN "
                 ));
@@ -754,7 +756,7 @@ impl Planner<'_> {
                 let pids = self.params.pids(reference_param, &source);
                 let mut sql = Sql::new(&format!("SELECT DISTINCT {me}.rid FROM ("));
                 sql.append(inner);
-                sql.push(&format!(") AS {s} CROSS JOIN idx_reference AS {re} ON {re}.rid = {s}.rid AND {re}.pid IN "));
+                sql.push(&format!(") AS {s} CROSS JOIN idx_reference AS {re} INDEXED BY idx_reference_owner ON {re}.rid = {s}.rid AND {re}.pid IN "));
                 sql.int_list(&pids);
                 sql.push(&format!(
                     " CROSS JOIN resources AS {me} ON {me}.resource_type = {re}.target_type AND {me}.id = {re}.target_id \
@@ -944,7 +946,7 @@ fn sort_order(query: &SearchQuery, params: &Params, types: &Types) -> Sql {
                     // Composite and special parameters have no order of their own.
                     _ => continue,
                 };
-                let mut value = Sql::new(&format!("(SELECT {aggregate}({column}) FROM {table} WHERE rid = r.rid AND pid IN "));
+                let mut value = Sql::new(&format!("(SELECT {aggregate}({column}) FROM {table} INDEXED BY {table}_owner WHERE rid = r.rid AND pid IN "));
                 value.int_list(&params.pids(param, types));
                 value.push(")");
                 value
@@ -1110,6 +1112,36 @@ fn applies(include: &Include, resource_type: &str) -> bool {
     include.source_type == "*" || include.source_type == resource_type
 }
 
+/// The live targets of the references of `sources` (by parameters `pids`, None = all), of
+/// `target_type` if given.
+fn include_sql(sources: &[i64], pids: Option<&[i64]>, target_type: Option<&str>) -> Sql {
+    let mut sql = Sql::new(
+        "SELECT DISTINCT tr.rid FROM idx_reference AS ref INDEXED BY idx_reference_owner \
+         CROSS JOIN resources AS tr ON tr.resource_type = ref.target_type AND tr.id = ref.target_id \
+         WHERE tr.deleted = 0 AND ref.rid IN ",
+    );
+    sql.int_list(sources);
+    // Every reference row of the sources (`*`) is a seek on the owner index without a pid.
+    if let Some(pids) = pids {
+        sql.push(" AND ref.pid IN ");
+        sql.int_list(pids);
+    }
+    if let Some(target_type) = target_type {
+        sql.push(" AND ref.target_type = ");
+        sql.text(target_type);
+    }
+    sql
+}
+
+/// The resources whose reference parameters `pids` point at one of `targets`.
+fn revinclude_sql(pids: &[i64], targets: &[i64]) -> Sql {
+    let mut sql = Sql::new("SELECT DISTINCT ref.rid FROM resources AS me CROSS JOIN idx_reference AS ref ON ref.pid IN ");
+    sql.int_list(pids);
+    sql.push(" AND ref.target_id = me.id AND ref.target_type = me.resource_type WHERE me.rid IN ");
+    sql.int_list(targets);
+    sql
+}
+
 /// `_include` and `_revinclude` of one page, then `:iterate` rounds over what they brought.
 async fn includes(
     conn: &mut SqliteConnection,
@@ -1128,21 +1160,8 @@ async fn includes(
             if sources.is_empty() {
                 continue;
             }
-            let mut sql = Sql::new(
-                "SELECT DISTINCT tr.rid FROM idx_reference AS ref CROSS JOIN resources AS tr \
-                 ON tr.resource_type = ref.target_type AND tr.id = ref.target_id \
-                 WHERE tr.deleted = 0 AND ref.rid IN ",
-            );
-            sql.int_list(&sources);
-            // `*` follows every reference row of the sources: the owner index needs no pid.
-            if include.param != "*" {
-                sql.push(" AND ref.pid IN ");
-                sql.int_list(&include_pids(conn, params, include).await?);
-            }
-            if let Some(target_type) = &include.target_type {
-                sql.push(" AND ref.target_type = ");
-                sql.text(target_type);
-            }
+            let pids = if include.param == "*" { None } else { Some(include_pids(conn, params, include).await?) };
+            let sql = include_sql(&sources, pids.as_deref(), include.target_type.as_deref());
             found.extend(fetch_rids(conn, &sql, "find included resources").await?);
         }
         for include in query.revincludes.iter().filter(|i| round == 0 || i.iterate) {
@@ -1155,10 +1174,7 @@ async fn includes(
                 continue;
             }
             let pids = include_pids(conn, params, include).await?;
-            let mut sql = Sql::new("SELECT DISTINCT ref.rid FROM resources AS me CROSS JOIN idx_reference AS ref ON ref.pid IN ");
-            sql.int_list(&pids);
-            sql.push(" AND ref.target_id = me.id AND ref.target_type = me.resource_type WHERE me.rid IN ");
-            sql.int_list(&targets);
+            let sql = revinclude_sql(&pids, &targets);
             found.extend(fetch_rids(conn, &sql, "find revincluded resources").await?);
         }
         let mut new: Vec<i64> = Vec::new();
@@ -1423,20 +1439,12 @@ mod tests {
 
     #[tokio::test]
     async fn include_queries_use_indexes() {
-        let mut include = Sql::new(
-            "SELECT DISTINCT tr.rid FROM idx_reference AS ref CROSS JOIN resources AS tr \
-             ON tr.resource_type = ref.target_type AND tr.id = ref.target_id WHERE tr.deleted = 0 AND ref.rid IN ",
-        );
-        include.int_list(&[1, 2, 3]);
-        include.push(" AND ref.pid IN ");
-        include.int_list(&[4, 5]);
-        let lines = query_plan(&include).await;
-        assert_indexed(&lines, &include);
-        assert!(searched(&lines, "ref") && searched(&lines, "tr"), "{lines:#?}");
-        let mut revinclude = Sql::new("SELECT DISTINCT ref.rid FROM resources AS me CROSS JOIN idx_reference AS ref ON ref.pid IN ");
-        revinclude.int_list(&[4, 5]);
-        revinclude.push(" AND ref.target_id = me.id AND ref.target_type = me.resource_type WHERE me.rid IN ");
-        revinclude.int_list(&[1, 2, 3]);
+        for include in [include_sql(&[1, 2, 3], Some(&[4, 5]), Some("Patient")), include_sql(&[1, 2, 3], None, None)] {
+            let lines = query_plan(&include).await;
+            assert_indexed(&lines, &include);
+            assert!(searched(&lines, "ref") && searched(&lines, "tr"), "{lines:#?}");
+        }
+        let revinclude = revinclude_sql(&[4, 5], &[1, 2, 3]);
         let lines = query_plan(&revinclude).await;
         assert_indexed(&lines, &revinclude);
         assert!(searched(&lines, "ref") && searched(&lines, "me"), "{lines:#?}");
