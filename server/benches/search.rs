@@ -141,7 +141,8 @@ fn main() {
         move |n: u64| {
             let (client, base) = (client.clone(), base.clone());
             async move {
-                let family = family_name(mix(n) % families);
+                // Patient i is named family_name(i): only the first `patients` families exist.
+                let family = family_name(mix(n) % families.min(patients));
                 // The first syllable and one letter of the second: ~40 families, ~200 patients.
                 let prefix: String = family.chars().take(family.len() - family_second_len(&family) + 1).collect();
                 let url = format!("{base}/Patient?name={}", prefix.to_lowercase());
