@@ -64,7 +64,9 @@ async fn search_at_scale() {
         std::env::var("TESSERA_SCALE_OBSERVATIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
     let patients = (observations / 100).max(1);
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = Arc::new(SqliteStore::open(SqliteStoreOptions::new(dir.path())).await.expect("open"));
+    // `TESSERA_SCALE_DIR` keeps the database for inspection (`sqlite3 … 'SELECT * FROM dbstat'`).
+    let path = std::env::var("TESSERA_SCALE_DIR").map(std::path::PathBuf::from).unwrap_or_else(|_| dir.path().to_path_buf());
+    let store = Arc::new(SqliteStore::open(SqliteStoreOptions::new(&path)).await.expect("open"));
 
     let start = Instant::now();
     let mut batch = Vec::new();
@@ -96,8 +98,8 @@ async fn search_at_scale() {
     }
     let loaded = patients + observations;
     let elapsed = start.elapsed();
-    let size = std::fs::metadata(dir.path().join("tessera.db")).map(|m| m.len()).unwrap_or(0)
-        + std::fs::metadata(dir.path().join("tessera.db-wal")).map(|m| m.len()).unwrap_or(0);
+    let size = std::fs::metadata(path.join("tessera.db")).map(|m| m.len()).unwrap_or(0)
+        + std::fs::metadata(path.join("tessera.db-wal")).map(|m| m.len()).unwrap_or(0);
     println!(
         "loaded {loaded} resources in {elapsed:?}: {:.0}/s; database {} MB ({} bytes/resource)",
         loaded as f64 / elapsed.as_secs_f64(),
@@ -106,7 +108,11 @@ async fn search_at_scale() {
     );
 
     let patient_code_date: Vec<SearchQuery> = (0..400)
-        .map(|i| parsed("Observation", &format!("patient=p{}&code={}&date=ge2021-03-01&_count=50", (i * 37) % patients, CODES[i % 10])))
+        .map(|i| {
+            // Patient p has only the code `CODES[p % 10]` (observation i goes to patient i % patients).
+            let patient = (i * 37) % patients;
+            parsed("Observation", &format!("patient=p{patient}&code={}&date=ge2021-03-01&_count=50", CODES[patient % 10]))
+        })
         .collect();
     let (p50, p99) = measure(&store, patient_code_date.clone()).await;
     println!("Observation?patient&code&date=ge&_count=50: p50 {p50:?}, p99 {p99:?}");

@@ -21,6 +21,9 @@
 //!   keeps one row per tuple with up to three components in fixed columns (`cN_a`, `cN_b`,
 //!   `cN_c` text and `cN_lo`, `cN_hi` numbers, by kind, see `search.rs`), seekable on the first
 //!   component's code.
+//!   Deliberately absent: an index on a quantity's `unit` alone. Convertible units are searched
+//!   canonically (system and code), so a unit-only match is rare, and that index cost a quarter
+//!   of the quantity table's size (about 240 bytes per Observation).
 //! - `resources_reindex`: a trigger that drops a resource's index rows whenever its current
 //!   version changes, so the writer only ever inserts.
 //! - `checkpoints`: change-feed positions of consumers.
@@ -113,7 +116,6 @@ fn statements() -> Vec<String> {
             pid INTEGER NOT NULL, code TEXT NOT NULL, system TEXT NOT NULL, unit TEXT NOT NULL,
             lo REAL NOT NULL, hi REAL NOT NULL, rid INTEGER NOT NULL,
             PRIMARY KEY (pid, code, system, unit, lo, hi, rid)) WITHOUT ROWID",
-        "CREATE INDEX IF NOT EXISTS idx_quantity_unit ON idx_quantity (pid, unit)",
         "CREATE TABLE IF NOT EXISTS idx_reference (
             pid INTEGER NOT NULL, target_id TEXT NOT NULL, target_type TEXT NOT NULL, url TEXT NOT NULL,
             rid INTEGER NOT NULL,

@@ -62,7 +62,7 @@ const MAX_SNAPSHOT_RIDS: usize = 2_000_000;
 const INCLUDE_DEPTH: usize = 4;
 const MAX_INCLUDED: usize = 1000;
 /// Rows counted at most per candidate when choosing the driving filter.
-const PROBE_LIMIT: i64 = 1000;
+const PROBE_LIMIT: i64 = 256;
 
 /// A value to bind to one `?` of generated SQL.
 #[derive(Debug, Clone, PartialEq)]
