@@ -122,6 +122,10 @@ pub enum IndexValue {
         unit: Option<String>,
         lo: f64,
         hi: f64,
+        /// True for the entry converted to the canonical unit. A search without a unit
+        /// compares only the quantities as written (`16.2 kg/m2` is not `ge100` because it
+        /// is 16,200 g/m2).
+        canonical: bool,
     },
     /// A reference split into type and id where it has that shape; `url` is the raw
     /// `reference` string.

@@ -1082,6 +1082,7 @@ fn extract_example(name: &str) -> Vec<IndexEntry> {
     extract_index(&resource_type, &resource)
 }
 
+/// A quantity as written in the resource.
 fn quantity(system: Option<&str>, code: &str, unit: Option<&str>, lo: f64, hi: f64) -> IndexValue {
     IndexValue::Quantity {
         system: system.map(str::to_string),
@@ -1089,6 +1090,19 @@ fn quantity(system: Option<&str>, code: &str, unit: Option<&str>, lo: f64, hi: f
         unit: unit.map(str::to_string),
         lo,
         hi,
+        canonical: false,
+    }
+}
+
+/// The entry converted to the canonical UCUM unit `code`.
+fn converted(code: &str, lo: f64, hi: f64) -> IndexValue {
+    IndexValue::Quantity {
+        system: Some(UCUM.to_string()),
+        code: Some(code.to_string()),
+        unit: Some(code.to_string()),
+        lo,
+        hi,
+        canonical: true,
     }
 }
 
@@ -1100,7 +1114,7 @@ fn loinc(code: &str) -> IndexValue {
 fn blood_pressure_components_are_indexed_as_code_value_tuples() {
     let entries = extract_example("Observation-blood-pressure");
     let mm = |lo, hi| quantity(Some(UCUM), "mm[Hg]", Some("mmHg"), lo, hi);
-    let pa = |lo, hi| quantity(Some(UCUM), "Pa", Some("Pa"), lo, hi);
+    let pa = |lo, hi| converted("Pa", lo, hi);
     let tuple = |code: IndexValue, q: IndexValue| IndexValue::Composite(vec![code, q]);
     let systolic_codes = [
         loinc("8480-6"),
@@ -1147,7 +1161,7 @@ fn blood_pressure_components_are_indexed_as_code_value_tuples() {
 fn bmi_is_indexed_as_written_and_in_canonical_units() {
     let entries = extract_example("Observation-bmi");
     let written = quantity(Some(UCUM), "kg/m2", Some("kg/m2"), 16.15, 16.25);
-    let canonical = quantity(Some(UCUM), "g/m2", Some("g/m2"), 16150.0, 16250.0);
+    let canonical = converted("g/m2", 16150.0, 16250.0);
     assert_eq!(
         values(&entries, "value-quantity"),
         vec![&written, &canonical]
@@ -1177,7 +1191,7 @@ fn weights_in_pounds_and_kilograms_meet_in_grams() {
         values(&pounds, "value-quantity"),
         vec![
             &quantity(Some(UCUM), "[lb_av]", Some("lbs"), 184.5, 185.5),
-            &quantity(Some(UCUM), "g", Some("g"), 83687.792265, 84141.384635),
+            &converted("g", 83687.792265, 84141.384635),
         ]
     );
     assert_eq!(184.5 * lb, 83687.792265);
@@ -1191,7 +1205,7 @@ fn weights_in_pounds_and_kilograms_meet_in_grams() {
         values(&entries, "value-quantity"),
         vec![
             &quantity(Some(UCUM), "kg", Some("kg"), 83.85, 83.95),
-            &quantity(Some(UCUM), "g", Some("g"), 83850.0, 83950.0),
+            &converted("g", 83850.0, 83950.0),
         ]
     );
     // Searches in either unit are brought to grams as well.

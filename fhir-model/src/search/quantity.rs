@@ -86,6 +86,7 @@ impl Written {
             unit: self.unit.clone(),
             lo,
             hi,
+            canonical: false,
         }];
         if let Some((code, lo, hi)) = canonical_range(self.system.as_deref(), self.code.as_deref(), lo, hi) {
             out.push(IndexValue::Quantity {
@@ -94,6 +95,7 @@ impl Written {
                 code: Some(code),
                 lo,
                 hi,
+                canonical: true,
             });
         }
         out
@@ -129,13 +131,24 @@ mod tests {
 
     use super::*;
 
+    /// A quantity as written.
     fn q(system: Option<&str>, code: Option<&str>, unit: Option<&str>, lo: f64, hi: f64) -> IndexValue {
+        quantity(system, code, unit, lo, hi, false)
+    }
+
+    /// The converted entry, in the canonical unit.
+    fn converted(code: &str, lo: f64, hi: f64) -> IndexValue {
+        quantity(Some(UCUM), Some(code), Some(code), lo, hi, true)
+    }
+
+    fn quantity(system: Option<&str>, code: Option<&str>, unit: Option<&str>, lo: f64, hi: f64, canonical: bool) -> IndexValue {
         IndexValue::Quantity {
             system: system.map(str::to_string),
             code: code.map(str::to_string),
             unit: unit.map(str::to_string),
             lo,
             hi,
+            canonical,
         }
     }
 
@@ -150,7 +163,7 @@ mod tests {
             quantity_values(&weight),
             vec![
                 q(Some(UCUM), Some("kg"), Some("kg"), 72.45, 72.55),
-                q(Some(UCUM), Some("g"), Some("g"), 72450.0, 72550.0),
+                converted("g", 72450.0, 72550.0),
             ]
         );
         // A code without a system is read as UCUM too.
@@ -159,7 +172,7 @@ mod tests {
             quantity_values(&bp),
             vec![
                 q(None, Some("mm[Hg]"), None, 119.5, 120.5),
-                q(Some(UCUM), Some("Pa"), Some("Pa"), 15931.979, 16065.301),
+                converted("Pa", 15931.979, 16065.301),
             ]
         );
     }
@@ -197,7 +210,7 @@ mod tests {
             quantity_values(&range),
             vec![
                 q(Some(UCUM), Some("g"), None, 0.5, 2.5),
-                q(Some(UCUM), Some("g"), Some("g"), 0.5, 2.5),
+                converted("g", 0.5, 2.5),
             ]
         );
         let open = parse(r#"{"low": {"value": 5, "unit": "mg"}}"#);

@@ -114,8 +114,8 @@ fn statements() -> Vec<String> {
         "CREATE INDEX IF NOT EXISTS idx_number_hi ON idx_number (pid, hi)",
         "CREATE TABLE IF NOT EXISTS idx_quantity (
             pid INTEGER NOT NULL, code TEXT NOT NULL, system TEXT NOT NULL, unit TEXT NOT NULL,
-            lo REAL NOT NULL, hi REAL NOT NULL, rid INTEGER NOT NULL,
-            PRIMARY KEY (pid, code, system, unit, lo, hi, rid)) WITHOUT ROWID",
+            lo REAL NOT NULL, hi REAL NOT NULL, canonical INTEGER NOT NULL, rid INTEGER NOT NULL,
+            PRIMARY KEY (pid, code, system, unit, lo, hi, canonical, rid)) WITHOUT ROWID",
         "CREATE TABLE IF NOT EXISTS idx_reference (
             pid INTEGER NOT NULL, target_id TEXT NOT NULL, target_type TEXT NOT NULL, url TEXT NOT NULL,
             rid INTEGER NOT NULL,

@@ -21,8 +21,11 @@
 //!   the inner filter's driver is joined back through the reference value index. `_has` is the
 //!   mirror image: reference rows of the source type pointing at this resource's (type, id).
 //!
-//! Order and paging. The default order is (resource type, id), paged by a keyset cursor on it:
-//! ids never change, so a page boundary is stable under concurrent writes. A `_sort` search
+//! Order and paging. The default order is the resource key `rid` (creation order), paged by a
+//! keyset cursor on it: a resource keeps its rid for life, so a page boundary is stable under
+//! concurrent writes, and a single-value driver already yields rids in order (its index ends
+//! with `rid`), so a first page of a large match set stops after `_count` rows instead of
+//! sorting them all. A `_sort` search
 //! materialises its ordered match list (rids, at most `SNAPSHOT_CAP`) on the first page in a
 //! per-store, bounded, expiring snapshot (`Snapshots`) and pages through it with a cursor of
 //! snapshot id + offset; later pages load the current bodies of their slice (a resource deleted
@@ -159,30 +162,21 @@ impl Sql {
     }
 }
 
-const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Where the next page starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Cursor {
-    /// Default order: after this (resource type, id). Encoded as lowercase hex of `type/id`:
-    /// opaque to clients, safe in a URL, and resource types never contain `/`.
-    After { resource_type: String, id: String },
-    /// Sorted: at `offset` of snapshot `snapshot`. Encoded `s<snapshot>.<offset>`, which no
-    /// hex cursor can be mistaken for.
+    /// Default order: after this resource key. A resource keeps its `rid` for life, so the
+    /// boundary does not move whatever is written between pages. Encoded `r<rid>`.
+    After { rid: i64 },
+    /// Sorted: at `offset` of snapshot `snapshot`. Encoded `s<snapshot>.<offset>`.
     Snapshot { snapshot: String, offset: usize },
 }
 
 impl Cursor {
     pub(super) fn encode(&self) -> String {
         match self {
-            Cursor::After { resource_type, id } => {
-                let mut out = String::with_capacity(2 * (resource_type.len() + id.len() + 1));
-                for byte in resource_type.bytes().chain(std::iter::once(b'/')).chain(id.bytes()) {
-                    out.push(char::from(HEX[usize::from(byte >> 4)]));
-                    out.push(char::from(HEX[usize::from(byte & 0x0f)]));
-                }
-                out
-            }
+            Cursor::After { rid } => format!("r{rid}"),
             Cursor::Snapshot { snapshot, offset } => format!("s{snapshot}.{offset}"),
         }
     }
@@ -197,22 +191,10 @@ impl Cursor {
             }
             return Ok(Cursor::Snapshot { snapshot: snapshot.to_string(), offset });
         }
-        if text.len() % 2 != 0 {
-            return Err(malformed());
-        }
-        let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-        let bytes = text
-            .as_bytes()
-            .chunks(2)
-            .map(|pair| Some(digit(pair[0])? << 4 | digit(pair[1])?))
-            .collect::<Option<Vec<u8>>>()
-            .ok_or_else(malformed)?;
-        let decoded = String::from_utf8(bytes).map_err(|_| malformed())?;
-        match decoded.split_once('/') {
-            Some((resource_type, id)) if !resource_type.is_empty() && !id.is_empty() => {
-                Ok(Cursor::After { resource_type: resource_type.to_string(), id: id.to_string() })
-            }
-            _ => Err(malformed()),
+        let rid = text.strip_prefix('r').filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()));
+        match rid.and_then(|d| d.parse().ok()) {
+            Some(rid) => Ok(Cursor::After { rid }),
+            None => Err(malformed()),
         }
     }
 }
@@ -454,7 +436,14 @@ fn leaves(predicate: &Predicate, columns: Columns) -> (&'static str, Vec<Sql>) {
                     eq(&mut sql, "system", system);
                     vec![sql]
                 }
-                (None, None) => vec![Sql::default()],
+                // No unit: the values as written, whatever their unit; the converted entries
+                // would compare 16.2 kg/m2 as 16,200. (Composite rows keep no such flag.)
+                (None, None) => {
+                    if matches!(columns, Columns::Plain) {
+                        sql.push("canonical = 0");
+                    }
+                    vec![sql]
+                }
             };
             let ranges = ranges(*prefix, &col("lo"), &col("hi"), Bind::Real(*lo), Bind::Real(*hi));
             let mut out = Vec::new();
@@ -886,20 +875,9 @@ fn select_matches(set: &MatchSet, types: &Types, extra: &str, after: Option<&Cur
             }
         }
     }
-    if let Some(Cursor::After { resource_type, id }) = after {
-        match types.as_deref() {
-            Some([only]) if only == resource_type => {
-                sql.push(" AND r.id > ");
-                sql.text(id);
-            }
-            _ => {
-                sql.push(" AND (r.resource_type, r.id) > (");
-                sql.text(resource_type);
-                sql.push(", ");
-                sql.text(id);
-                sql.push(")");
-            }
-        }
+    if let Some(Cursor::After { rid }) = after {
+        sql.push(" AND r.rid > ");
+        sql.int(*rid);
     }
     for check in &set.checks {
         sql.push(" AND ");
@@ -1059,7 +1037,7 @@ pub(super) async fn execute(
     let mut next_cursor = None;
     if count > 0 {
         let mut sql = select_matches(&set, &types, "", cursor.as_ref());
-        sql.push(" ORDER BY r.resource_type, r.id LIMIT ");
+        sql.push(" ORDER BY r.rid LIMIT ");
         // One row more than the page tells whether another page follows.
         sql.int(i64::try_from(count.saturating_add(1)).unwrap_or(i64::MAX));
         let mut rids = fetch_rids(conn, &sql, "run search").await?;
@@ -1069,7 +1047,7 @@ pub(super) async fn execute(
         if more {
             next_cursor = page
                 .last()
-                .map(|(_, r)| Cursor::After { resource_type: r.resource_type.clone(), id: r.id.clone() }.encode());
+                .map(|(rid, _)| Cursor::After { rid: *rid }.encode());
         }
     }
     finish(conn, query, &params, page, next_cursor, counted).await
@@ -1283,7 +1261,7 @@ mod tests {
         let types = scope_of(query);
         let set = match_set(None, &params, &query.filters, &types).await.expect("plan");
         let mut page = select_matches(&set, &types, "", cursor);
-        page.push(" ORDER BY r.resource_type, r.id LIMIT 21");
+        page.push(" ORDER BY r.rid LIMIT 21");
         let mut sorted = select_matches(&set, &types, "", None);
         let mut sorted_query = query.clone();
         sorted_query.sort = vec![
@@ -1305,7 +1283,7 @@ mod tests {
     async fn patient_name_search_uses_indexes() {
         let q = query("Patient", vec![filter("name", vec![Predicate::StringStartsWith("smi".into())])]);
         check(&q, None, &["idx_string"]).await;
-        let cursor = Cursor::After { resource_type: "Patient".into(), id: "p7".into() };
+        let cursor = Cursor::After { rid: 7 };
         check(&q, Some(&cursor), &["idx_string"]).await;
         for predicate in [Predicate::StringExact("Smith".into()), Predicate::StringContains("mit".into())] {
             check(&query("Patient", vec![filter("name", vec![predicate])]), None, &["idx_string"]).await;
@@ -1430,7 +1408,7 @@ mod tests {
         check(&system, None, &["idx_token"]).await;
         system.types = vec!["Patient".into(), "Observation".into()];
         check(&system, None, &["idx_token"]).await;
-        let cursor = Cursor::After { resource_type: "Patient".into(), id: "p7".into() };
+        let cursor = Cursor::After { rid: 7 };
         check(&SearchQuery::all(Some("Patient")), Some(&cursor), &["r"]).await;
         let mut types = SearchQuery::all(None);
         types.types = vec!["Patient".into(), "Observation".into()];
@@ -1452,11 +1430,11 @@ mod tests {
 
     #[test]
     fn cursor_round_trips_and_rejects_garbage() {
-        let after = Cursor::After { resource_type: "Patient".into(), id: "a-1.x".into() };
+        let after = Cursor::After { rid: 4711 };
         assert_eq!(Cursor::decode(&after.encode()).unwrap(), after);
         let snapshot = Cursor::Snapshot { snapshot: "0af3".into(), offset: 40 };
         assert_eq!(Cursor::decode(&snapshot.encode()).unwrap(), snapshot);
-        for bad in ["", "0", "zz", "50617469656e74", "2f6964", "ff00", "s", "s.1", "sxyz.1", "s0af3.", "s0af3.-1"] {
+        for bad in ["", "0", "zz", "50617469656e74", "r", "r-1", "r1x", "s", "s.1", "sxyz.1", "s0af3.", "s0af3.-1"] {
             assert_eq!(Cursor::decode(bad).unwrap_err().kind(), crate::StoreErrorKind::InvalidQuery, "{bad}");
         }
     }

@@ -518,7 +518,7 @@ pub(super) fn component_columns(value: &IndexValue) -> (String, String, String, 
         // period (i64::MIN/MAX) stay below/above every real instant.
         IndexValue::Date { lo, hi } => (none(), none(), none(), *lo as f64, *hi as f64),
         IndexValue::Number { lo, hi } => (none(), none(), none(), *lo, *hi),
-        IndexValue::Quantity { system, code, unit, lo, hi } => (text(system), text(code), text(unit), *lo, *hi),
+        IndexValue::Quantity { system, code, unit, lo, hi, .. } => (text(system), text(code), text(unit), *lo, *hi),
         IndexValue::Reference { target_type, target_id, url } => (text(target_type), target_id.clone(), url.clone(), 0.0, 0.0),
         IndexValue::ReferenceIdentifier { system, value } => (text(system), value.clone(), none(), 0.0, 0.0),
         IndexValue::Uri(value) => (none(), value.clone(), none(), 0.0, 0.0),
@@ -547,7 +547,7 @@ const TABLES: [(&str, &str); 11] = [
     ("idx_of_type", "rid, pid, type_system, type_code, value"),
     ("idx_date", "rid, pid, lo, hi"),
     ("idx_number", "rid, pid, lo, hi"),
-    ("idx_quantity", "rid, pid, system, code, unit, lo, hi"),
+    ("idx_quantity", "rid, pid, system, code, unit, lo, hi, canonical"),
     ("idx_reference", "rid, pid, target_type, target_id, url"),
     ("idx_reference_identifier", "rid, pid, system, value"),
     ("idx_uri", "rid, pid, value"),
@@ -582,8 +582,8 @@ impl PendingIndex {
             }
             IndexValue::Date { lo, hi } => (4, vec![Bind::Int(lo), Bind::Int(hi)]),
             IndexValue::Number { lo, hi } => (5, vec![Bind::Real(lo), Bind::Real(hi)]),
-            IndexValue::Quantity { system, code, unit, lo, hi } => {
-                (6, vec![opt(system), opt(code), opt(unit), Bind::Real(lo), Bind::Real(hi)])
+            IndexValue::Quantity { system, code, unit, lo, hi, canonical } => {
+                (6, vec![opt(system), opt(code), opt(unit), Bind::Real(lo), Bind::Real(hi), Bind::Int(i64::from(canonical))])
             }
             IndexValue::Reference { target_type, target_id, url } => (7, vec![opt(target_type), text(target_id), text(url)]),
             IndexValue::ReferenceIdentifier { system, value } => (8, vec![opt(system), text(value)]),
