@@ -122,7 +122,11 @@ pub(crate) fn canonical_range(
         }
     };
     let (lo, hi) = (convert(lo), convert(hi));
-    (lo.is_finite() && hi.is_finite() && lo < hi).then_some((unit.code, lo, hi))
+    // A range only a few doubles wide (a value written with all 17 digits) can collapse to one
+    // value once converted and rounded; it then becomes that value's neighbours, as in
+    // `number.rs`, so it still compares as a range.
+    let (lo, hi) = if lo < hi { (lo, hi) } else { (lo.next_down(), lo.next_up()) };
+    (lo.is_finite() && hi.is_finite()).then_some((unit.code, lo, hi))
 }
 
 #[cfg(test)]
