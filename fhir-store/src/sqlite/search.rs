@@ -1036,10 +1036,31 @@ pub(super) async fn execute(
     let mut page = Vec::new();
     let mut next_cursor = None;
     if count > 0 {
-        let mut sql = select_matches(&set, &types, "", cursor.as_ref());
-        sql.push(" ORDER BY r.rid LIMIT ");
         // One row more than the page tells whether another page follows.
-        sql.int(i64::try_from(count.saturating_add(1)).unwrap_or(i64::MAX));
+        let limit = i64::try_from(count.saturating_add(1)).unwrap_or(i64::MAX);
+        let sql = match (&set.driver, set.checks.is_empty()) {
+            // The driver alone decides: take the page off it in rid order first, so a filter
+            // matching 100,000 resources reads `_count` index entries instead of sorting all.
+            (Some(driver), true) => {
+                let mut sql = Sql::new("SELECT r.rid FROM (SELECT rid FROM (");
+                sql.append(driver.clone());
+                sql.push(")");
+                if let Some(Cursor::After { rid }) = &cursor {
+                    sql.push(" WHERE rid > ");
+                    sql.int(*rid);
+                }
+                sql.push(" ORDER BY rid LIMIT ");
+                sql.int(limit);
+                sql.push(") AS m CROSS JOIN resources AS r ON r.rid = m.rid WHERE r.deleted = 0 ORDER BY r.rid");
+                sql
+            }
+            _ => {
+                let mut sql = select_matches(&set, &types, "", cursor.as_ref());
+                sql.push(" ORDER BY r.rid LIMIT ");
+                sql.int(limit);
+                sql
+            }
+        };
         let mut rids = fetch_rids(conn, &sql, "run search").await?;
         let more = rids.len() > count;
         rids.truncate(count);
