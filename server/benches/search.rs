@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{cpu_model, filesystem_of, start_tessera, warm_then_measure, PhaseResult};
+use support::{cpu_model, filesystem_of, runtimes, start_tessera, warm_then_measure, PhaseResult};
 
 /// Concurrent clients of the search phases, as in the issue.
 const CLIENTS: usize = 8;
@@ -87,18 +87,7 @@ fn main() {
     std::fs::create_dir_all(&data_dir).expect("create the bench data dir");
     let filesystem = filesystem_of(&data_dir);
 
-    let server_runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("bench-server")
-        .enable_all()
-        .build()
-        .expect("server runtime");
-    let client_runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("bench-client")
-        .enable_all()
-        .build()
-        .expect("client runtime");
+    let (server_runtime, client_runtime) = runtimes();
     let (base_url, _store) = server_runtime.block_on(start_tessera(&data_dir));
     let client = reqwest::Client::builder().no_proxy().build().expect("http client");
 

@@ -16,7 +16,7 @@ mod support;
 
 use actix_web::{web, App, HttpResponse, HttpServer};
 use support::{
-    cpu_model, filesystem_of, run_phase, start_tessera, warm_then_measure, with_warmup_failures, Filesystem, PhaseResult,
+    cpu_model, filesystem_of, run_phase, runtimes, start_tessera, warm_then_measure, with_warmup_failures, Filesystem, PhaseResult,
 };
 
 /// Concurrent clients of the loaded phases.
@@ -45,21 +45,7 @@ fn main() {
 
     let fsync = measure_fsync(&work_dir.path().join("fsync-probe"), Duration::from_millis(1500));
 
-    // The server gets its own runtime, as in `tessera`; the clients run on another, so the
-    // store's writer task does not queue behind client tasks. Both share the machine's cores
-    // with actix's worker threads.
-    let server_runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("bench-server")
-        .enable_all()
-        .build()
-        .expect("server runtime");
-    let client_runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("bench-client")
-        .enable_all()
-        .build()
-        .expect("client runtime");
+    let (server_runtime, client_runtime) = runtimes();
 
     let data_dir = work_dir.path().join("data");
     let (base_url, store) = server_runtime.block_on(start_tessera(&data_dir));

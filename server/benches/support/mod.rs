@@ -15,6 +15,25 @@ use tessera_server::{Application, Settings};
 /// At most this many failure messages are kept per phase for the report.
 pub const FAILURE_SAMPLES: usize = 5;
 
+/// The server's runtime and the clients' runtime. The server gets its own, as in `tessera`;
+/// the clients run on another, so the store's writer task does not queue behind client
+/// tasks. Both share the machine's cores with actix's worker threads.
+pub fn runtimes() -> (tokio::runtime::Runtime, tokio::runtime::Runtime) {
+    let server = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("bench-server")
+        .enable_all()
+        .build()
+        .expect("server runtime");
+    let client = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("bench-client")
+        .enable_all()
+        .build()
+        .expect("client runtime");
+    (server, client)
+}
+
 /// Starts Tessera on its embedded store in `data_dir`. This is `Application::build` spelled
 /// out, so the bench can also read the store's commit counter.
 pub async fn start_tessera(data_dir: &Path) -> (String, Arc<SqliteStore>) {
