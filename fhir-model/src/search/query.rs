@@ -242,6 +242,17 @@ fn parse_parameter(
     })
 }
 
+/// The supported reference parameter `name` of `source` (for `_has` and includes).
+fn reference_param(source: &str, name: &str) -> Result<&'static SearchParamDef, Problem> {
+    let def = known_param(Some(source), name)?;
+    if def.kind != ParamType::Reference {
+        return Err(NotSupported(format!(
+            "parameter {name:?} of {source} is not a reference parameter"
+        )));
+    }
+    Ok(def)
+}
+
 /// The supported parameter `name` of `scope`, or why it cannot be used.
 fn known_param(scope: Option<&str>, name: &str) -> Result<&'static SearchParamDef, Problem> {
     let Some((_, def)) = find_param(scope, name) else {
@@ -340,12 +351,7 @@ fn parse_has(
             "unknown resource type {source:?} in {name}"
         )));
     }
-    let def = known_param(Some(source), reference)?;
-    if def.kind != ParamType::Reference {
-        return Err(NotSupported(format!(
-            "parameter {reference:?} of {source} is not a reference parameter"
-        )));
-    }
+    let def = reference_param(source, reference)?;
     if let Some(scope) = scope {
         check_target(def, scope).map_err(NotSupported)?;
     }
@@ -710,12 +716,7 @@ fn parse_include(value: &str, iterate: bool) -> Result<Include, Problem> {
         }
     }
     if param != "*" {
-        let def = known_param(Some(source), param)?;
-        if def.kind != ParamType::Reference {
-            return Err(NotSupported(format!(
-                "parameter {param:?} of {source} is not a reference parameter"
-            )));
-        }
+        let def = reference_param(source, param)?;
         if let Some(target) = target {
             check_target(def, target).map_err(Malformed)?;
         }

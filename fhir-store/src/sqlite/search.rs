@@ -709,19 +709,7 @@ impl Planner<'_> {
         match filter {
             Filter::Match { param, any_of, negate: false } if !any_of.is_empty() => {
                 let pids = self.params.pids(param, types);
-                let mut selects = Vec::new();
-                for (table, leaves) in leaves_by_table(any_of) {
-                    for leaf in leaves {
-                        let mut sql = Sql::new(&format!("SELECT rid FROM {table} WHERE pid IN "));
-                        sql.int_list(&pids);
-                        if !leaf.text.is_empty() {
-                            sql.push(" AND ");
-                            sql.append(leaf);
-                        }
-                        selects.push(sql);
-                    }
-                }
-                Some(union(selects))
+                Some(union(seeks(any_of, &pids, "rid")))
             }
             Filter::Chain { param, target_types, inner } => {
                 let targets = types_of(target_types);
@@ -835,25 +823,40 @@ async fn match_set(
     Ok(MatchSet { driver, checks })
 }
 
-/// How many rows (at most `PROBE_LIMIT` per leaf) a plain match's index seeks produce.
-fn probe(filter: &Filter, planner: &mut Planner<'_>, types: &Types) -> Sql {
-    let Filter::Match { param, any_of, .. } = filter else { return Sql::new("0") };
-    let pids = planner.params.pids(param, types);
-    let mut counts = Vec::new();
+/// One value-index seek per leaf of `any_of` on the parameter ids `pids`:
+/// `SELECT {columns} FROM idx_… WHERE pid IN (…) AND <leaf>`. The driver selects `rid`, the
+/// probe counts them.
+fn seeks(any_of: &[Predicate], pids: &[i64], columns: &str) -> Vec<Sql> {
+    let mut seeks = Vec::new();
     for (table, leaves) in leaves_by_table(any_of) {
         for leaf in leaves {
-            let mut sql = Sql::new(&format!("SELECT count(*) FROM (SELECT 1 FROM {table} WHERE pid IN "));
-            sql.int_list(&pids);
+            let mut sql = Sql::new(&format!("SELECT {columns} FROM {table} WHERE pid IN "));
+            sql.int_list(pids);
             if !leaf.text.is_empty() {
                 sql.push(" AND ");
                 sql.append(leaf);
             }
+            seeks.push(sql);
+        }
+    }
+    seeks
+}
+
+/// How many rows (at most `PROBE_LIMIT` per leaf) a plain match's index seeks produce.
+fn probe(filter: &Filter, planner: &mut Planner<'_>, types: &Types) -> Sql {
+    let Filter::Match { param, any_of, .. } = filter else { return Sql::new("0") };
+    let pids = planner.params.pids(param, types);
+    let counts: Vec<Sql> = seeks(any_of, &pids, "1")
+        .into_iter()
+        .map(|seek| {
+            let mut sql = Sql::new("SELECT count(*) FROM (");
+            sql.append(seek);
             sql.push(" LIMIT ");
             sql.int(PROBE_LIMIT);
             sql.push(")");
-            counts.push(sql);
-        }
-    }
+            sql
+        })
+        .collect();
     Sql::joined(counts, " + ")
 }
 
