@@ -6,12 +6,16 @@ mod ack;
 mod error;
 mod message;
 mod parse;
+mod receiver;
+mod record;
 
 pub mod datetime;
 pub mod map;
 pub mod mllp;
 
 pub use ack::{build_ack, AckCode, AckMode, Condition, Verdict};
+pub use receiver::{Receipt, Receiver, ReceiverOptions, UnmappedMessages};
+pub use record::{log_search_params, ReceivedMessage, Status, CONTROL_ID_SYSTEM};
 pub use error::{ErrorCode, Hl7Error};
 pub use parse::{decode_escapes, encode_escapes, parse, sniff_header, RawHeader};
 pub use message::{is_null, Charset, Component, Delimiters, Field, Location, Message, Repetition, Segment};
