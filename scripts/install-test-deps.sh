@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
-# Installs what Tessera's test suite needs beyond Rust. The foundation's tests need no external
-# peers (the embedded store is SQLite, compiled in); later issues add PostgreSQL, InfluxDB,
-# dcmtk, pynetdicom, python-hl7 and an S3 server here.
+# Installs what Tessera's test suite needs beyond Rust: the external peers the tests talk to.
+#   - python-hl7 (PyPI `hl7`): the real MLLP client of the HL7 v2 bridge's end-to-end test.
+# Later issues add PostgreSQL, InfluxDB, dcmtk, pynetdicom and an S3 server here.
 set -euo pipefail
 if ! command -v cargo >/dev/null; then
   echo "cargo is required (install Rust with rustup)" >&2
   exit 1
 fi
-echo "test peers: none needed yet"
+if ! command -v python3 >/dev/null; then
+  echo "python3 is required for the HL7 end-to-end tests" >&2
+  exit 1
+fi
+if ! python3 -c "import hl7" 2>/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check 'hl7>=0.4,<0.5'
+fi
+python3 -c "import hl7; print('test peers: python-hl7', hl7.__version__)"

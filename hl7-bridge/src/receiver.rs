@@ -491,3 +491,16 @@ fn hl7_now(now: OffsetDateTime) -> String {
         now.millisecond()
     )
 }
+
+#[async_trait::async_trait]
+impl crate::mllp::MessageHandler for Receiver {
+    async fn handle(&self, message: Vec<u8>, peer: std::net::SocketAddr) -> Option<Vec<u8>> {
+        self.receive(&message, &peer.to_string()).await.reply
+    }
+
+    async fn reject(&self, head: Vec<u8>, reason: crate::mllp::FrameRejection, peer: std::net::SocketAddr) -> Option<Vec<u8>> {
+        let crate::mllp::FrameRejection::TooLarge { limit } = reason;
+        let text = format!("the message is larger than the limit of {limit} bytes and was not read; only its first bytes are logged");
+        self.refuse_frame(&head, &text, &peer.to_string()).await.reply
+    }
+}

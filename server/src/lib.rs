@@ -5,6 +5,7 @@ mod bundle;
 mod capability;
 mod error;
 mod fhir_http;
+mod hl7;
 mod openapi;
 mod routes;
 mod search;

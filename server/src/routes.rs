@@ -21,12 +21,14 @@ use crate::fhir_http::{
 /// Shared state of every worker.
 pub struct AppState {
     pub store: Arc<dyn ResourceStore>,
+    /// The HL7 v2 receive pipeline (MLLP, and replays from the message log).
+    pub receiver: Arc<hl7_bridge::Receiver>,
     pub max_body: usize,
 }
 
 impl AppState {
-    pub fn new(store: Arc<dyn ResourceStore>, max_body: usize) -> Self {
-        AppState { store, max_body }
+    pub fn new(store: Arc<dyn ResourceStore>, receiver: Arc<hl7_bridge::Receiver>, max_body: usize) -> Self {
+        AppState { store, receiver, max_body }
     }
 }
 
@@ -38,6 +40,10 @@ pub(crate) fn route_table() -> Vec<(&'static str, Method, Route)> {
         ("/healthz", Method::GET, web::get().to(healthz)),
         ("/readyz", Method::GET, web::get().to(readyz)),
         ("/openapi.json", Method::GET, web::get().to(crate::openapi::serve)),
+        ("/hl7/messages", Method::GET, web::get().to(crate::hl7::list)),
+        ("/hl7/messages/{id}", Method::GET, web::get().to(crate::hl7::show)),
+        ("/hl7/messages/{id}/raw", Method::GET, web::get().to(crate::hl7::raw)),
+        ("/hl7/messages/{id}/replay", Method::POST, web::post().to(crate::hl7::replay)),
         ("/fhir", Method::POST, web::post().to(crate::bundle::handle)),
         ("/fhir", Method::GET, web::get().to(crate::search::search_system)),
         ("/fhir/_search", Method::POST, web::post().to(crate::search::search_system_post)),

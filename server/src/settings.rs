@@ -21,7 +21,26 @@ pub struct Settings {
     /// OTLP/HTTP endpoint for traces; telemetry is exported only when set
     /// (`TESSERA_OTLP_ENDPOINT`).
     pub otlp_endpoint: Option<String>,
+    /// Address of the HL7 v2 MLLP listener; the listener runs only when set
+    /// (`TESSERA_MLLP_ADDR`; an empty value means `127.0.0.1:2575`).
+    pub mllp_addr: Option<String>,
+    /// Largest MLLP frame accepted, in bytes; a larger one is rejected and the connection
+    /// closed (`TESSERA_MLLP_MAX_FRAME_BYTES`).
+    pub mllp_max_frame_bytes: usize,
+    /// Seconds without incoming bytes after which an MLLP connection is closed
+    /// (`TESSERA_MLLP_IDLE_TIMEOUT_SECS`).
+    pub mllp_idle_timeout_secs: u64,
+    /// PEM certificate chain and private key: MLLP over TLS when both are set
+    /// (`TESSERA_MLLP_TLS_CERT`, `TESSERA_MLLP_TLS_KEY`).
+    pub mllp_tls_cert: Option<PathBuf>,
+    pub mllp_tls_key: Option<PathBuf>,
+    /// What HL7 v2 message types the bridge does not map get: `accept` (stored raw, AA) or
+    /// `reject` (stored raw, AR) (`TESSERA_HL7_UNMAPPED`).
+    pub hl7_unmapped: hl7_bridge::UnmappedMessages,
 }
+
+/// The conventional HL7 port on the loopback interface.
+pub const DEFAULT_MLLP_ADDR: &str = "127.0.0.1:2575";
 
 impl Default for Settings {
     fn default() -> Self {
@@ -31,6 +50,12 @@ impl Default for Settings {
             log: "info".into(),
             max_body_bytes: 16 * 1024 * 1024,
             otlp_endpoint: None,
+            mllp_addr: None,
+            mllp_max_frame_bytes: 1024 * 1024,
+            mllp_idle_timeout_secs: 600,
+            mllp_tls_cert: None,
+            mllp_tls_key: None,
+            hl7_unmapped: hl7_bridge::UnmappedMessages::Accept,
         }
     }
 }
@@ -48,7 +73,19 @@ pub enum SettingsError {
 }
 
 /// Environment variable suffixes after `TESSERA_` that map to settings keys.
-const ENV_KEYS: &[&str] = &["HTTP_ADDR", "DATA_DIR", "LOG", "MAX_BODY_BYTES", "OTLP_ENDPOINT"];
+const ENV_KEYS: &[&str] = &[
+    "HTTP_ADDR",
+    "DATA_DIR",
+    "LOG",
+    "MAX_BODY_BYTES",
+    "OTLP_ENDPOINT",
+    "MLLP_ADDR",
+    "MLLP_MAX_FRAME_BYTES",
+    "MLLP_IDLE_TIMEOUT_SECS",
+    "MLLP_TLS_CERT",
+    "MLLP_TLS_KEY",
+    "HL7_UNMAPPED",
+];
 
 /// `TESSERA_*` names that belong to tests and CI, not to the server.
 const ENV_RESERVED_PREFIXES: &[&str] = &["TESSERA_TEST_", "TESSERA_REQUIRE_PEERS", "TESSERA_BENCH_"];
@@ -81,7 +118,7 @@ impl Settings {
             };
             let key = suffix.to_ascii_lowercase();
             let parsed = match key.as_str() {
-                "max_body_bytes" => toml::Value::Integer(value.parse::<i64>().map_err(|e| SettingsError::Value {
+                "max_body_bytes" | "mllp_max_frame_bytes" | "mllp_idle_timeout_secs" => toml::Value::Integer(value.parse::<i64>().map_err(|e| SettingsError::Value {
                     key: name.clone(),
                     message: e.to_string(),
                 })?),
@@ -95,6 +132,11 @@ impl Settings {
         Ok(settings)
     }
 
+    /// The MLLP listener address, when the listener is enabled.
+    pub fn mllp_listen_addr(&self) -> Option<String> {
+        self.mllp_addr.as_ref().map(|a| if a.trim().is_empty() { DEFAULT_MLLP_ADDR.to_string() } else { a.trim().to_string() })
+    }
+
     /// Settings for a test instance: port 0 (the OS picks), the given data dir, quiet logs.
     pub fn for_tests(data_dir: impl Into<PathBuf>) -> Settings {
         Settings { http_addr: "127.0.0.1:0".into(), data_dir: data_dir.into(), log: "warn".into(), ..Settings::default() }
@@ -103,6 +145,18 @@ impl Settings {
     fn check(&self) -> Result<(), SettingsError> {
         if self.http_addr.parse::<std::net::SocketAddr>().is_err() && !self.http_addr.contains(':') {
             return Err(SettingsError::Value { key: "http_addr".into(), message: format!("{} is not host:port", self.http_addr) });
+        }
+        if self.mllp_tls_cert.is_some() != self.mllp_tls_key.is_some() {
+            return Err(SettingsError::Value {
+                key: "mllp_tls_cert".into(),
+                message: "MLLP over TLS needs both mllp_tls_cert and mllp_tls_key".into(),
+            });
+        }
+        if self.mllp_max_frame_bytes == 0 || self.mllp_idle_timeout_secs == 0 {
+            return Err(SettingsError::Value {
+                key: "mllp_max_frame_bytes".into(),
+                message: "mllp_max_frame_bytes and mllp_idle_timeout_secs must be positive".into(),
+            });
         }
         if self.max_body_bytes == 0 {
             return Err(SettingsError::Value { key: "max_body_bytes".into(), message: "must be positive".into() });

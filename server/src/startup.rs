@@ -1,11 +1,15 @@
-//! Start-up wiring: opens the store, binds the listener and builds the actix application.
+//! Start-up wiring: opens the store, binds the HTTP listener (and the MLLP listener when
+//! configured) and builds the actix application.
 
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
 use fhir_store::{ResourceStore, SqliteStore, SqliteStoreOptions, StoreError};
+use hl7_bridge::mllp::{MllpConfig, MllpError, MllpServer, TlsFiles};
+use hl7_bridge::{Receiver, ReceiverOptions};
 
 use crate::routes::{self, AppState};
 use crate::Settings;
@@ -16,12 +20,15 @@ pub enum StartupError {
     Store { dir: String, source: StoreError },
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: String, source: std::io::Error },
+    #[error("cannot start the MLLP listener: {0}")]
+    Mllp(#[from] MllpError),
 }
 
 /// A built, bound, not yet running server.
 pub struct Application {
     port: u16,
     server: Server,
+    mllp: Option<MllpServer>,
 }
 
 impl Application {
@@ -32,20 +39,40 @@ impl Application {
         let store = SqliteStore::open(options)
             .await
             .map_err(|source| StartupError::Store { dir: settings.data_dir.display().to_string(), source })?;
-        Application::build_with_store(settings, Arc::new(store))
+        Application::build_with_store(settings, Arc::new(store)).await
     }
 
     /// As `build`, with a store chosen by the caller (any backend).
-    pub fn build_with_store(settings: Settings, store: Arc<dyn ResourceStore>) -> Result<Application, StartupError> {
+    pub async fn build_with_store(settings: Settings, store: Arc<dyn ResourceStore>) -> Result<Application, StartupError> {
+        let receiver = Arc::new(Receiver::new(
+            store.clone(),
+            ReceiverOptions { unmapped: settings.hl7_unmapped, ..ReceiverOptions::default() },
+        ));
+        let mllp = match settings.mllp_listen_addr() {
+            Some(addr) => {
+                let config = MllpConfig {
+                    addr,
+                    max_frame_bytes: settings.mllp_max_frame_bytes,
+                    idle_timeout: Duration::from_secs(settings.mllp_idle_timeout_secs),
+                    tls: match (&settings.mllp_tls_cert, &settings.mllp_tls_key) {
+                        (Some(cert), Some(key)) => Some(TlsFiles { cert: cert.clone(), key: key.clone() }),
+                        _ => None,
+                    },
+                };
+                Some(MllpServer::bind(config, receiver.clone()).await?)
+            }
+            None => None,
+        };
+
         let bind_error = |source| StartupError::Bind { addr: settings.http_addr.clone(), source };
         let listener = TcpListener::bind(&settings.http_addr).map_err(bind_error)?;
         let port = listener.local_addr().map_err(bind_error)?.port();
-        let state = web::Data::new(AppState::new(store, settings.max_body_bytes));
+        let state = web::Data::new(AppState::new(store, receiver, settings.max_body_bytes));
         let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(routes::configure))
             .listen(listener)
             .map_err(bind_error)?
             .run();
-        Ok(Application { port, server })
+        Ok(Application { port, server, mllp })
     }
 
     pub fn port(&self) -> u16 {
@@ -57,8 +84,19 @@ impl Application {
         format!("http://127.0.0.1:{}/fhir", self.port)
     }
 
+    /// Where the MLLP listener accepts connections, when it is enabled.
+    pub fn mllp_addr(&self) -> Option<SocketAddr> {
+        self.mllp.as_ref().map(MllpServer::local_addr)
+    }
+
     /// Serves until the process is told to stop (SIGINT/SIGTERM) or the future is dropped.
+    /// The MLLP listener stops with the HTTP server.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let mllp = self.mllp.map(|server| tokio::spawn(server.run()));
+        let result = self.server.await;
+        if let Some(task) = mllp {
+            task.abort();
+        }
+        result
     }
 }

@@ -39,7 +39,7 @@ pub fn runtimes() -> (tokio::runtime::Runtime, tokio::runtime::Runtime) {
 pub async fn start_tessera(data_dir: &Path) -> (String, Arc<SqliteStore>) {
     let store = Arc::new(SqliteStore::open(SqliteStoreOptions::new(data_dir)).await.expect("open the store"));
     let shared: Arc<dyn ResourceStore> = store.clone();
-    let app = Application::build_with_store(Settings::for_tests(data_dir), shared).expect("tessera starts");
+    let app = Application::build_with_store(Settings::for_tests(data_dir), shared).await.expect("tessera starts");
     let base_url = app.base_url();
     tokio::spawn(app.run_until_stopped());
     (base_url, store)
