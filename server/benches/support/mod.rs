@@ -37,12 +37,20 @@ pub fn runtimes() -> (tokio::runtime::Runtime, tokio::runtime::Runtime) {
 /// Starts Tessera on its embedded store in `data_dir`. This is `Application::build` spelled
 /// out, so the bench can also read the store's commit counter.
 pub async fn start_tessera(data_dir: &Path) -> (String, Arc<SqliteStore>) {
-    let store = Arc::new(SqliteStore::open(SqliteStoreOptions::new(data_dir)).await.expect("open the store"));
-    let shared: Arc<dyn ResourceStore> = store.clone();
-    let app = Application::build_with_store(Settings::for_tests(data_dir), shared).await.expect("tessera starts");
-    let base_url = app.base_url();
-    tokio::spawn(app.run_until_stopped());
+    let (base_url, store, _) = start_tessera_with(Settings::for_tests(data_dir)).await;
     (base_url, store)
+}
+
+/// As `start_tessera`, with the caller's settings (e.g. the MLLP listener on); also returns
+/// the MLLP address when the listener is on.
+pub async fn start_tessera_with(settings: Settings) -> (String, Arc<SqliteStore>, Option<std::net::SocketAddr>) {
+    let store = Arc::new(SqliteStore::open(SqliteStoreOptions::new(&settings.data_dir)).await.expect("open the store"));
+    let shared: Arc<dyn ResourceStore> = store.clone();
+    let app = Application::build_with_store(settings, shared).await.expect("tessera starts");
+    let base_url = app.base_url();
+    let mllp = app.mllp_addr();
+    tokio::spawn(app.run_until_stopped());
+    (base_url, store, mllp)
 }
 
 /// The mounted filesystem a path lives on, from `/proc/self/mountinfo`.
