@@ -377,6 +377,12 @@ fn check_header(message: &Message) -> Result<(), Refusal> {
             format!("processing id {processing:?} is not one of P, D, T"),
         )));
     }
+    let timestamp = msh.component(7, 1);
+    if !timestamp.is_empty() {
+        crate::datetime::parse_dtm(timestamp).map_err(|e| {
+            Refusal::from(Hl7Error::data_type(msh.location(7), format!("MSH-7 {timestamp:?} is not a valid date/time: {e}")))
+        })?;
+    }
     Ok(())
 }
 
