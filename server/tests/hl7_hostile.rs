@@ -35,6 +35,8 @@ const CASES: &[(&str, Expect)] = &[
     // hl7-parser problem 1 and 2: escapes after non-ASCII text, and every kind of escape.
     ("escape_after_non_ascii.hl7", Accept { stored: Some(("H-ORD-ESC-1", "ééé & x")) }),
     ("escape_formatting_and_hex.hl7", Accept { stored: Some(("H-ORD-ESC-2", "bold é end")) }),
+    // A declared 8859/1 message: its bytes are read as Latin-1, not as broken UTF-8.
+    ("msh18_latin1.hl7", Accept { stored: Some(("H-ORD-L1-1", "Grüße aus Köln")) }),
     // Problem 3: the v2.7 truncation character in MSH-2.
     ("msh2_truncation_character.hl7", Accept { stored: None }),
     // Problem 5: BOM and line endings.
@@ -216,7 +218,7 @@ async fn hostile_corpus_gets_the_specified_answers_and_leaves_the_server_working
         let (_, _, ack_code) = found.unwrap_or_else(|| panic!("{file} is not logged with status {status}"));
         assert_eq!(ack_code, if *status == "rejected" { "AR" } else { "AE" }, "{file}");
     }
-    for accepted in ["H-ESC-1", "H-ESC-2", "H-TRUNC-1", "H-BOM-1", "H-LF-1", "H-CRLF-1", "H-CUT-2"] {
+    for accepted in ["H-ESC-1", "H-ESC-2", "H-L1-1", "H-TRUNC-1", "H-BOM-1", "H-LF-1", "H-CRLF-1", "H-CUT-2"] {
         let records = rest.messages(&[("status", "accepted"), ("control_id", accepted)]).await;
         assert_eq!(records.len(), 1, "{accepted}: {records:#?}");
     }
