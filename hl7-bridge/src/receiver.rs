@@ -34,11 +34,15 @@ pub struct ReceiverOptions {
     pub unmapped: UnmappedMessages,
     /// Attempts at one message when concurrent writers touch the same resources.
     pub max_attempts: usize,
+    /// The senders' UTC offset (`+0100`) for messages whose MSH-7 carries none. v2 reads a
+    /// time without offset in the sender's zone, and MSH-7's offset is how the mapping learns
+    /// it; with None, such times are kept at date precision only.
+    pub local_offset: Option<String>,
 }
 
 impl Default for ReceiverOptions {
     fn default() -> Self {
-        ReceiverOptions { unmapped: UnmappedMessages::Accept, max_attempts: 8 }
+        ReceiverOptions { unmapped: UnmappedMessages::Accept, max_attempts: 8, local_offset: Some("+0000".into()) }
     }
 }
 
@@ -124,7 +128,7 @@ impl Receiver {
     }
 
     async fn accept(&self, raw: &[u8], header: Option<&RawHeader>, mode: AckMode, peer: &str, now: OffsetDateTime) -> Result<Receipt, Refusal> {
-        let message = parse(raw).map_err(|e| {
+        let mut message = parse(raw).map_err(|e| {
             let mut refusal = Refusal::from(e);
             if header.is_none() {
                 refusal.verdict = Verdict::Rejected;
@@ -132,6 +136,9 @@ impl Receiver {
             refusal
         })?;
         check_header(&message)?;
+        if let Some(offset) = &self.options.local_offset {
+            message.assume_sender_offset(offset);
+        }
         let header = header.expect("a parsed message has a readable MSH");
         let record_id = derived_id("AuditEvent", &dedup_value(&header.sending_facility, &header.control_id));
 

@@ -54,6 +54,8 @@ async fn oru_is_committed_before_aa_and_a_retry_gets_the_same_ack() {
     let subject = format!("Patient/{}", patients[0]["id"].as_str().unwrap());
     let observations = search(&store, "Observation", &[("subject", &subject)]).await;
     assert_eq!(observations.len(), 3);
+    // MSH-7 has no offset: the configured sender offset (+0000 by default) applies.
+    assert_eq!(observations[0]["effectiveDateTime"], "2025-03-01T12:00:00+00:00");
     let reports = search(&store, "DiagnosticReport", &[("subject", &subject)]).await;
     assert_eq!(reports.len(), 1);
     assert_eq!(reports[0]["result"].as_array().unwrap().len(), 3);

@@ -37,6 +37,9 @@ pub struct Settings {
     /// What HL7 v2 message types the bridge does not map get: `accept` (stored raw, AA) or
     /// `reject` (stored raw, AR) (`TESSERA_HL7_UNMAPPED`).
     pub hl7_unmapped: hl7_bridge::UnmappedMessages,
+    /// UTC offset (`+0100`) of HL7 senders whose MSH-7 carries none; empty: keep such
+    /// times at date precision (`TESSERA_HL7_LOCAL_OFFSET`).
+    pub hl7_local_offset: String,
 }
 
 /// The conventional HL7 port on the loopback interface.
@@ -56,6 +59,7 @@ impl Default for Settings {
             mllp_tls_cert: None,
             mllp_tls_key: None,
             hl7_unmapped: hl7_bridge::UnmappedMessages::Accept,
+            hl7_local_offset: "+0000".into(),
         }
     }
 }
@@ -85,6 +89,7 @@ const ENV_KEYS: &[&str] = &[
     "MLLP_TLS_CERT",
     "MLLP_TLS_KEY",
     "HL7_UNMAPPED",
+    "HL7_LOCAL_OFFSET",
 ];
 
 /// `TESSERA_*` names that belong to tests and CI, not to the server.
@@ -156,6 +161,15 @@ impl Settings {
             return Err(SettingsError::Value {
                 key: "mllp_max_frame_bytes".into(),
                 message: "mllp_max_frame_bytes and mllp_idle_timeout_secs must be positive".into(),
+            });
+        }
+        let offset = self.hl7_local_offset.as_bytes();
+        let offset_ok = offset.is_empty()
+            || (offset.len() == 5 && matches!(offset[0], b'+' | b'-') && offset[1..].iter().all(u8::is_ascii_digit));
+        if !offset_ok {
+            return Err(SettingsError::Value {
+                key: "hl7_local_offset".into(),
+                message: format!("{:?} is not an offset like +0100 (or empty)", self.hl7_local_offset),
             });
         }
         if self.max_body_bytes == 0 {

@@ -46,7 +46,11 @@ impl Application {
     pub async fn build_with_store(settings: Settings, store: Arc<dyn ResourceStore>) -> Result<Application, StartupError> {
         let receiver = Arc::new(Receiver::new(
             store.clone(),
-            ReceiverOptions { unmapped: settings.hl7_unmapped, ..ReceiverOptions::default() },
+            ReceiverOptions {
+                unmapped: settings.hl7_unmapped,
+                local_offset: Some(settings.hl7_local_offset.clone()).filter(|o| !o.is_empty()),
+                ..ReceiverOptions::default()
+            },
         ));
         let mllp = match settings.mllp_listen_addr() {
             Some(addr) => {
