@@ -9,15 +9,13 @@
 //! when any message failed.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 mod support;
 
 use hl7_bridge::mllp::{MessageHandler, MllpClient, MllpConfig, MllpServer};
 use hl7_bridge::{build_ack, sniff_header, AckCode};
-use support::{cpu_model, filesystem_of, run_phase, runtimes, start_tessera_with, with_warmup_failures};
+use support::{BenchTiming, cpu_model, filesystem_of, run_phase, runtimes, start_tessera_with, with_warmup_failures};
 use tessera_server::Settings;
 use tokio::sync::Mutex;
 
@@ -28,13 +26,7 @@ const TARGET_MESSAGES_PER_SECOND: f64 = 3000.0;
 const TARGET_P99_MS: f64 = 50.0;
 
 fn main() {
-    let seconds: u64 = match std::env::var("TESSERA_BENCH_SECONDS") {
-        Ok(v) => v.parse().expect("TESSERA_BENCH_SECONDS is a whole number of seconds"),
-        Err(_) => 10,
-    };
-    let phase = Duration::from_secs(seconds.max(1));
-    let warmup = Duration::from_secs(seconds.clamp(1, 2));
-    let parent = std::env::var_os("TESSERA_BENCH_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/var/tmp"));
+    let BenchTiming { phase, warmup, parent } = BenchTiming::from_env();
     let work_dir = tempfile::Builder::new().prefix("tessera-hl7-bench-").tempdir_in(&parent).expect("create the bench directory");
     let filesystem = filesystem_of(work_dir.path());
     let (server_runtime, client_runtime) = runtimes();

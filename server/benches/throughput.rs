@@ -8,7 +8,7 @@
 //! failed, so a broken run cannot pass for a slow one.
 
 use std::io::{Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,7 @@ mod support;
 
 use actix_web::{web, App, HttpResponse, HttpServer};
 use support::{
-    cpu_model, filesystem_of, run_phase, runtimes, start_tessera, warm_then_measure, with_warmup_failures, Filesystem, PhaseResult,
+    BenchTiming, cpu_model, filesystem_of, run_phase, runtimes, start_tessera, warm_then_measure, with_warmup_failures, Filesystem, PhaseResult,
 };
 
 /// Concurrent clients of the loaded phases.
@@ -29,13 +29,7 @@ const TARGET_CREATES_PER_SECOND: f64 = 4000.0;
 const TARGET_READ_OVER_BARE: f64 = 0.40;
 
 fn main() {
-    let seconds: u64 = match std::env::var("TESSERA_BENCH_SECONDS") {
-        Ok(v) => v.parse().expect("TESSERA_BENCH_SECONDS is a whole number of seconds"),
-        Err(_) => 10,
-    };
-    let phase = Duration::from_secs(seconds.max(1));
-    let warmup = Duration::from_secs(seconds.clamp(1, 2));
-    let parent = std::env::var_os("TESSERA_BENCH_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/var/tmp"));
+    let BenchTiming { phase, warmup, parent } = BenchTiming::from_env();
     let work_dir =
         tempfile::Builder::new().prefix("tessera-bench-").tempdir_in(&parent).expect("create the bench directory");
     let filesystem = filesystem_of(work_dir.path());

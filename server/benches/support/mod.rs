@@ -34,6 +34,26 @@ pub fn runtimes() -> (tokio::runtime::Runtime, tokio::runtime::Runtime) {
     (server, client)
 }
 
+/// The phase lengths and data directory every bench reads from the environment:
+/// `TESSERA_BENCH_SECONDS` (measured phase, default 10; warm-up 1–2 s) and `TESSERA_BENCH_DIR`
+/// (default `/var/tmp`, which must be on a real disk).
+pub struct BenchTiming {
+    pub phase: Duration,
+    pub warmup: Duration,
+    pub parent: std::path::PathBuf,
+}
+
+impl BenchTiming {
+    pub fn from_env() -> BenchTiming {
+        let seconds: u64 = match std::env::var("TESSERA_BENCH_SECONDS") {
+            Ok(v) => v.parse().expect("TESSERA_BENCH_SECONDS is a whole number of seconds"),
+            Err(_) => 10,
+        };
+        let parent = std::env::var_os("TESSERA_BENCH_DIR").map(std::path::PathBuf::from).unwrap_or_else(|| "/var/tmp".into());
+        BenchTiming { phase: Duration::from_secs(seconds.max(1)), warmup: Duration::from_secs(seconds.clamp(1, 2)), parent }
+    }
+}
+
 /// Starts Tessera on its embedded store in `data_dir`. This is `Application::build` spelled
 /// out, so the bench can also read the store's commit counter.
 pub async fn start_tessera(data_dir: &Path) -> (String, Arc<SqliteStore>) {
