@@ -4,8 +4,8 @@
 //! application and facility swapped.
 
 use crate::error::Hl7Error;
-use crate::message::{Delimiters, Location};
-use crate::parse::{encode_escapes, RawHeader};
+use crate::message::{Charset, Delimiters, Location};
+use crate::parse::{charset_named, encode_escapes, encode_text, RawHeader};
 
 /// MSA-1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -134,7 +134,8 @@ impl AckMode {
 pub fn build_ack(header: Option<&RawHeader>, code: AckCode, errors: &[Hl7Error], now: &str, control_id: &str) -> Vec<u8> {
     let fallback = RawHeader { field_separator: '|', encoding_characters: "^~\\&".into(), ..RawHeader::default() };
     let h = header.unwrap_or(&fallback);
-    let d = delimiters_of(h);
+    // The delimiters the parser accepts for the inbound message, or the standard ones.
+    let d = h.delimiters.unwrap_or_default();
     let f = d.field;
     let c = d.component;
     let version = if h.version.trim().is_empty() { "2.5.1" } else { h.version.as_str() };
@@ -167,7 +168,8 @@ pub fn build_ack(header: Option<&RawHeader>, code: AckCode, errors: &[Hl7Error],
         segments.push(err_segment(error, &d, old_style));
     }
     let text = segments.join("\r") + "\r";
-    encode_text(&text, &h.character_set)
+    // In the character set the inbound MSH-18 declared (UTF-8 when none or unknown).
+    encode_text(&text, charset_named(&h.character_set).unwrap_or(Charset::Utf8))
 }
 
 /// ERR: v2.5+ puts the location in ERR-2, the table-0357 code in ERR-3, the severity in
@@ -219,39 +221,11 @@ fn number(n: usize) -> String {
     }
 }
 
-/// The delimiters of the inbound message, or the standard ones when its MSH-2 is unusable.
-fn delimiters_of(h: &RawHeader) -> Delimiters {
-    let chars: Vec<char> = h.encoding_characters.chars().collect();
-    let all_distinct = chars.iter().enumerate().all(|(i, ch)| !chars[..i].contains(ch) && *ch != h.field_separator);
-    if !(4..=5).contains(&chars.len()) || !all_distinct || !h.field_separator.is_ascii_punctuation() {
-        return Delimiters::default();
-    }
-    Delimiters {
-        field: h.field_separator,
-        component: chars[0],
-        repetition: chars[1],
-        escape: Some(chars[2]),
-        subcomponent: chars[3],
-        truncation: chars.get(4).copied(),
-    }
-}
-
 /// `version` (e.g. `2.3.1`) is older than `(major, minor)`; unreadable versions count as new.
 fn version_before(version: &str, (major, minor): (u32, u32)) -> bool {
     let mut parts = version.trim().split('.').map(|p| p.parse::<u32>().ok());
     match (parts.next().flatten(), parts.next().flatten()) {
         (Some(a), Some(b)) => (a, b) < (major, minor),
         _ => false,
-    }
-}
-
-/// The ACK in the character set the inbound MSH-18 declared (UTF-8 when none).
-fn encode_text(text: &str, charset: &str) -> Vec<u8> {
-    match charset.trim().to_ascii_uppercase().as_str() {
-        "ASCII" | "US-ASCII" => text.chars().map(|ch| if ch.is_ascii() { ch as u8 } else { b'?' }).collect(),
-        "8859/1" | "ISO-8859-1" | "ISO IR100" | "LATIN1" => {
-            text.chars().map(|ch| u8::try_from(u32::from(ch)).unwrap_or(b'?')).collect()
-        }
-        _ => text.as_bytes().to_vec(),
     }
 }

@@ -11,12 +11,12 @@ pub(super) fn declared(bytes: &[u8], delimiters: &Delimiters) -> Result<Option<C
     let value = raw_msh_field(bytes, delimiters.field as u8, 18);
     let first = value.split(|&b| b == delimiters.repetition as u8 || b == delimiters.component as u8).next().unwrap_or(&[]);
     let name = String::from_utf8_lossy(first).trim().to_ascii_uppercase();
-    match name.as_str() {
-        "" => Ok(None),
-        "ASCII" | "US-ASCII" => Ok(Some(Charset::Ascii)),
-        "8859/1" | "ISO-8859-1" | "ISO IR100" | "LATIN1" => Ok(Some(Charset::Latin1)),
-        "UNICODE UTF-8" | "UTF-8" | "UTF8" | "UNICODE" => Ok(Some(Charset::Utf8)),
-        _ => Err(Hl7Error::new(
+    if name.is_empty() {
+        return Ok(None);
+    }
+    match charset_named(&name) {
+        Some(charset) => Ok(Some(charset)),
+        None => Err(Hl7Error::new(
             ErrorCode::TableValueNotFound,
             Some(Location::field("MSH", 1, 18)),
             format!("character set {name:?} is not supported (use ASCII, 8859/1 or UNICODE UTF-8)"),
@@ -42,6 +42,26 @@ pub(super) fn decode(bytes: &[u8], declared: Option<Charset>) -> Result<(String,
             Ok(text) => Ok((text.to_string(), Charset::Utf8)),
             Err(_) => Ok((latin1(bytes), Charset::Latin1)),
         },
+    }
+}
+
+/// The character set an MSH-18 value names (table 0211 and common spellings); None when it
+/// is empty or not one Tessera reads.
+pub fn charset_named(name: &str) -> Option<Charset> {
+    match name.trim().to_ascii_uppercase().as_str() {
+        "ASCII" | "US-ASCII" => Some(Charset::Ascii),
+        "8859/1" | "ISO-8859-1" | "ISO IR100" | "LATIN1" => Some(Charset::Latin1),
+        "UNICODE UTF-8" | "UTF-8" | "UTF8" | "UNICODE" => Some(Charset::Utf8),
+        _ => None,
+    }
+}
+
+/// `text` as bytes of `charset`; a character it cannot hold becomes `?`.
+pub fn encode_text(text: &str, charset: Charset) -> Vec<u8> {
+    match charset {
+        Charset::Ascii => text.chars().map(|ch| if ch.is_ascii() { ch as u8 } else { b'?' }).collect(),
+        Charset::Latin1 => text.chars().map(|ch| u8::try_from(u32::from(ch)).unwrap_or(b'?')).collect(),
+        Charset::Utf8 => text.as_bytes().to_vec(),
     }
 }
 

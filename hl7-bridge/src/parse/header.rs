@@ -2,11 +2,15 @@
 //! cannot be parsed (or is too large to be read) but the sender still needs an ACK that names
 //! its control id, its applications and its version.
 
+use crate::message::Delimiters;
+
 /// MSH fields of a message that may be broken everywhere after its first segment.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RawHeader {
     pub field_separator: char,
     pub encoding_characters: String,
+    /// MSH-1 and MSH-2 as the parser reads them; None when they are not usable delimiters.
+    pub delimiters: Option<Delimiters>,
     pub sending_application: String,
     pub sending_facility: String,
     pub receiving_application: String,
@@ -41,6 +45,7 @@ pub fn sniff_header(bytes: &[u8]) -> Option<RawHeader> {
     Some(RawHeader {
         field_separator: sep as char,
         encoding_characters: encoding_characters.clone(),
+        delimiters: super::read_delimiters(bytes).ok(),
         sending_application: text(3),
         sending_facility: text(4),
         receiving_application: text(5),

@@ -13,6 +13,7 @@ use crate::message::{Component, Delimiters, Field, Location, Message, Repetition
 
 pub use escape::{decode as decode_escapes, encode as encode_escapes};
 pub use header::{sniff_header, RawHeader};
+pub(crate) use charset::{charset_named, encode_text};
 
 /// Parses one message. Never panics; every failure is an [`Hl7Error`] with a table-0357 code.
 pub fn parse(bytes: &[u8]) -> Result<Message, Hl7Error> {
@@ -101,7 +102,7 @@ pub fn parse(bytes: &[u8]) -> Result<Message, Hl7Error> {
 /// Reads MSH-1 and MSH-2 from the raw bytes: the field separator, then 4 encoding characters
 /// (component, repetition, escape, subcomponent) and an optional fifth, the truncation
 /// character of v2.7+.
-fn read_delimiters(bytes: &[u8]) -> Result<Delimiters, Hl7Error> {
+pub(super) fn read_delimiters(bytes: &[u8]) -> Result<Delimiters, Hl7Error> {
     let msh2 = Location::field("MSH", 1, 2);
     let field = *bytes.get(3).ok_or_else(|| Hl7Error::missing(Location::field("MSH", 1, 1), "MSH-1 (field separator)"))?;
     if !field.is_ascii_punctuation() {
