@@ -17,7 +17,6 @@ use hl7_bridge::mllp::{MessageHandler, MllpClient, MllpConfig, MllpServer};
 use hl7_bridge::{build_ack, sniff_header, AckCode};
 use support::{BenchTiming, cpu_model, filesystem_of, run_phase, runtimes, start_tessera_with, with_warmup_failures};
 use tessera_server::Settings;
-use tokio::sync::Mutex;
 
 const CONNECTIONS: usize = 16;
 /// Patients the messages are spread over (each message names one).
@@ -100,14 +99,15 @@ fn verdict(met: bool) -> &'static str {
     }
 }
 
-type Pool = Arc<Vec<Mutex<MllpClient>>>;
+/// The open connections not in use; as many as client tasks, so a task always finds one.
+type Pool = Arc<std::sync::Mutex<Vec<MllpClient>>>;
 
 async fn connect(addr: SocketAddr) -> Pool {
     let mut clients = Vec::with_capacity(CONNECTIONS);
     for _ in 0..CONNECTIONS {
-        clients.push(Mutex::new(MllpClient::connect(addr).await.expect("connect to the MLLP listener")));
+        clients.push(MllpClient::connect(addr).await.expect("connect to the MLLP listener"));
     }
-    Arc::new(clients)
+    Arc::new(std::sync::Mutex::new(clients))
 }
 
 /// One request: the next message on a free connection of the pool, ACK checked.
@@ -117,25 +117,10 @@ fn sender(pool: Pool, offset: u64) -> impl Fn(u64) -> std::pin::Pin<Box<dyn std:
         Box::pin(async move {
             let control_id = format!("B{:X}", n + offset);
             let message = oru(&control_id, n % PATIENTS, n);
-            // Each client task keeps to its own connection while it is free; any free one will do.
-            let slot = (n as usize) % pool.len();
-            let mut client = match pool[slot].try_lock() {
-                Ok(client) => client,
-                Err(_) => {
-                    let mut found = None;
-                    for c in pool.iter() {
-                        if let Ok(guard) = c.try_lock() {
-                            found = Some(guard);
-                            break;
-                        }
-                    }
-                    match found {
-                        Some(guard) => guard,
-                        None => pool[slot].lock().await,
-                    }
-                }
-            };
-            let ack = client.request(message.as_bytes()).await.map_err(|e| e.to_string())?;
+            let mut client = pool.lock().expect("pool lock").pop().ok_or("no free connection")?;
+            let result = client.request(message.as_bytes()).await;
+            pool.lock().expect("pool lock").push(client);
+            let ack = result.map_err(|e| e.to_string())?;
             let text = String::from_utf8_lossy(&ack);
             let msa = text.split('\r').find(|s| s.starts_with("MSA|")).ok_or_else(|| format!("no MSA in {text:?}"))?;
             let fields: Vec<&str> = msa.split('|').collect();
