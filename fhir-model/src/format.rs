@@ -469,3 +469,18 @@ fn restore_divs(node: &mut Value, divs: &[String]) -> bool {
 fn placeholder_index(div: &str) -> Option<usize> {
     div.strip_prefix(XHTML_DIV_START)?.strip_prefix(DIV_MARKER)?.strip_suffix(".</div>")?.parse().ok()
 }
+
+/// An instant as FHIR writes `meta.lastUpdated`: UTC, millisecond precision, `Z`.
+pub fn format_instant(t: time::OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
+}

@@ -182,24 +182,6 @@ impl Message {
         self.msh().value(10)
     }
 
-    /// Gives MSH-7 the UTC offset `offset` (`+0100`) when it has a time but no offset of its
-    /// own, so that the times of the message are read in the sender's zone.
-    pub(crate) fn assume_sender_offset(&mut self, offset: &str) {
-        let value = self
-            .segments
-            .first_mut()
-            .and_then(|msh| msh.fields.get_mut(6))
-            .and_then(|f| f.repetitions.first_mut())
-            .and_then(|r| r.components.first_mut())
-            .and_then(|c| c.subcomponents.first_mut());
-        if let Some(value) = value {
-            let digits = value.split('.').next().unwrap_or("");
-            if digits.len() > 8 && !value.contains(['+', '-']) {
-                value.push_str(offset);
-            }
-        }
-    }
-
     /// MSH-12.1, e.g. `2.5.1`.
     pub fn version(&self) -> &str {
         self.msh().component(12, 1)

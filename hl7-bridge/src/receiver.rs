@@ -16,7 +16,8 @@ use crate::error::{ErrorCode, Hl7Error};
 use crate::map::{map_message, placeholder, Mapping, ResourceKey, WritePolicy};
 use crate::message::{Location, Message};
 use crate::parse::{parse, sniff_header, RawHeader};
-use crate::record::{dedup_value, fhir_instant, ReceivedMessage, Status};
+use crate::record::{dedup_value, ReceivedMessage, Status};
+use fhir_model::format_instant;
 
 /// What to answer for a message type the bridge does not map.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
@@ -34,15 +35,15 @@ pub struct ReceiverOptions {
     pub unmapped: UnmappedMessages,
     /// Attempts at one message when concurrent writers touch the same resources.
     pub max_attempts: usize,
-    /// The senders' UTC offset (`+0100`) for messages whose MSH-7 carries none. v2 reads a
+    /// The senders' UTC offset in minutes for messages whose MSH-7 carries none. v2 reads a
     /// time without offset in the sender's zone, and MSH-7's offset is how the mapping learns
     /// it; with None, such times are kept at date precision only.
-    pub local_offset: Option<String>,
+    pub local_offset: Option<i16>,
 }
 
 impl Default for ReceiverOptions {
     fn default() -> Self {
-        ReceiverOptions { unmapped: UnmappedMessages::Accept, max_attempts: 8, local_offset: Some("+0000".into()) }
+        ReceiverOptions { unmapped: UnmappedMessages::Accept, max_attempts: 8, local_offset: Some(0) }
     }
 }
 
@@ -82,22 +83,17 @@ fn internal(error: &StoreError) -> Refusal {
     tracing::error!(%error, "hl7 message could not be stored");
     Refusal {
         verdict: Verdict::Error,
-        errors: vec![Hl7Error::new(ErrorCode::ApplicationInternalError, None, format!("the message could not be stored ({}); send it again", error.kind_name()))],
+        errors: vec![Hl7Error::new(ErrorCode::ApplicationInternalError, None, format!("the message could not be stored ({}); send it again", cause(error)))],
     }
 }
 
-trait KindName {
-    fn kind_name(&self) -> &'static str;
-}
-
-impl KindName for StoreError {
-    fn kind_name(&self) -> &'static str {
-        match self.kind() {
-            StoreErrorKind::Backend => "storage unavailable",
-            StoreErrorKind::VersionConflict | StoreErrorKind::AlreadyExists => "concurrent update",
-            StoreErrorKind::MultipleMatches => "ambiguous match",
-            StoreErrorKind::InvalidQuery => "invalid query",
-        }
+/// What the sender is told of a store failure (the details stay in the log).
+fn cause(error: &StoreError) -> &'static str {
+    match error.kind() {
+        StoreErrorKind::Backend => "storage unavailable",
+        StoreErrorKind::VersionConflict | StoreErrorKind::AlreadyExists => "concurrent update",
+        StoreErrorKind::MultipleMatches => "ambiguous match",
+        StoreErrorKind::InvalidQuery => "invalid query",
     }
 }
 
@@ -128,7 +124,7 @@ impl Receiver {
     }
 
     async fn accept(&self, raw: &[u8], header: Option<&RawHeader>, mode: AckMode, peer: &str, now: OffsetDateTime) -> Result<Receipt, Refusal> {
-        let mut message = parse(raw).map_err(|e| {
+        let message = parse(raw).map_err(|e| {
             let mut refusal = Refusal::from(e);
             if header.is_none() {
                 refusal.verdict = Verdict::Rejected;
@@ -136,9 +132,6 @@ impl Receiver {
             refusal
         })?;
         check_header(&message)?;
-        if let Some(offset) = &self.options.local_offset {
-            message.assume_sender_offset(offset);
-        }
         let header = header.expect("a parsed message has a readable MSH");
         let record_id = derived_id("AuditEvent", &dedup_value(&header.sending_facility, &header.control_id));
 
@@ -148,7 +141,7 @@ impl Receiver {
                 let reply = if previous.ack.is_empty() { None } else { Some(previous.ack) };
                 return Ok(Receipt { reply, status: Status::Accepted, record_id: Some(record_id), duplicate: true });
             }
-            let mapping = match map_message(&message)? {
+            let mapping = match map_message(&message, self.options.local_offset)? {
                 Some(mapping) => mapping,
                 None if self.options.unmapped == UnmappedMessages::Reject => {
                     return Err(Hl7Error::new(
@@ -169,7 +162,7 @@ impl Receiver {
             let ack = code.map(|code| build_ack(Some(header), code, &[], &hl7_now(now), &self.ack_control_id(now)));
             let record = ReceivedMessage {
                 id: record_id.clone(),
-                received_at: fhir_instant(now),
+                received_at: format_instant(now),
                 peer: peer.to_string(),
                 sending_application: header.sending_application.clone(),
                 sending_facility: header.sending_facility.clone(),
@@ -212,7 +205,7 @@ impl Receiver {
         tracing::warn!(peer, %error, "hl7 message not accepted");
         let record = ReceivedMessage {
             id: uuid::Uuid::new_v4().to_string(),
-            received_at: fhir_instant(now),
+            received_at: format_instant(now),
             peer: peer.to_string(),
             sending_application: header.map(|h| h.sending_application.clone()).unwrap_or_default(),
             sending_facility: header.map(|h| h.sending_facility.clone()).unwrap_or_default(),

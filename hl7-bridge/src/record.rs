@@ -5,8 +5,6 @@
 
 use base64::Engine;
 use serde_json::{json, Value};
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
 
 /// `AuditEvent.type` of every record: DICOM "Import" (data received from outside).
 const EVENT_SYSTEM: &str = "http://dicom.nema.org/resources/ontology/DCM";
@@ -198,10 +196,4 @@ pub fn log_search_params(status: Option<Status>, control_id: Option<&str>, since
         params.push(("date".into(), format!("ge{since}")));
     }
     params
-}
-
-/// `instant` as FHIR instant text with milliseconds.
-pub(crate) fn fhir_instant(instant: OffsetDateTime) -> String {
-    let ms = instant.replace_nanosecond(instant.nanosecond() / 1_000_000 * 1_000_000).unwrap_or(instant);
-    ms.format(&Rfc3339).unwrap_or_default()
 }

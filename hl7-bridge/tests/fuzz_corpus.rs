@@ -12,7 +12,7 @@ const MUTATIONS: usize = 20_000;
 /// The body of the fuzz target, unchanged.
 fn parse_and_map(data: &[u8]) {
     let errors = match parse(data) {
-        Ok(message) => map_message(&message).err().into_iter().collect(),
+        Ok(message) => map_message(&message, Some(0)).err().into_iter().collect(),
         Err(error) => vec![error],
     };
     let code = if errors.is_empty() { AckCode::AA } else { AckCode::AE };

@@ -19,7 +19,7 @@ fn dir(name: &str) -> PathBuf {
 fn map(text: &str) -> Result<Option<Mapping>, Hl7Error> {
     let message = parse(text.as_bytes())
         .unwrap_or_else(|e| panic!("test message does not parse: {e}\n{text}"));
-    map_message(&message)
+    map_message(&message, None)
 }
 
 fn mapped(text: &str) -> Mapping {

@@ -195,20 +195,8 @@ fn content_type(neg: &Negotiated) -> String {
     format!("{}; charset=utf-8", neg.content_type)
 }
 
-/// An instant as FHIR writes `meta.lastUpdated`: UTC, millisecond precision, `Z`.
-pub fn instant(t: time::OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.millisecond()
-    )
-}
+/// An instant as FHIR writes `meta.lastUpdated` (one formatter for the server and the bridge).
+pub use fhir_model::format_instant as instant;
 
 /// A stored version's body as JSON. A body that does not parse is the store's fault (500).
 pub fn body_value(r: &StoredResource) -> Result<Value, ApiError> {

@@ -7,7 +7,7 @@ use hl7_bridge::{log_search_params, ReceivedMessage, Status};
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
-use crate::fhir_http::{query_params, respond};
+use crate::fhir_http::{encode, query_params, respond};
 use crate::routes::AppState;
 
 type State = web::Data<AppState>;
@@ -107,8 +107,4 @@ async fn find(state: &AppState, id: &str) -> Result<ReceivedMessage, ApiError> {
 fn record(stored: &fhir_store::StoredResource) -> Option<ReceivedMessage> {
     let body: Value = serde_json::from_slice(stored.body.as_deref()?).ok()?;
     ReceivedMessage::from_audit_event(&stored.id, &body)
-}
-
-fn encode(value: &str) -> String {
-    percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC).to_string()
 }

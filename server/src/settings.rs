@@ -142,6 +142,17 @@ impl Settings {
         self.mllp_addr.as_ref().map(|a| if a.trim().is_empty() { DEFAULT_MLLP_ADDR.to_string() } else { a.trim().to_string() })
     }
 
+    /// `hl7_local_offset` (`+0100`) in minutes east of UTC; None when empty or malformed.
+    pub fn hl7_local_offset_minutes(&self) -> Option<i16> {
+        let text = self.hl7_local_offset.as_bytes();
+        if text.len() != 5 || !matches!(text[0], b'+' | b'-') || !text[1..].iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let digits = |i: usize| i16::from(text[i] - b'0') * 10 + i16::from(text[i + 1] - b'0');
+        let minutes = digits(1) * 60 + digits(3);
+        Some(if text[0] == b'-' { -minutes } else { minutes })
+    }
+
     /// Settings for a test instance: port 0 (the OS picks), the given data dir, quiet logs.
     pub fn for_tests(data_dir: impl Into<PathBuf>) -> Settings {
         Settings { http_addr: "127.0.0.1:0".into(), data_dir: data_dir.into(), log: "warn".into(), ..Settings::default() }
@@ -163,10 +174,7 @@ impl Settings {
                 message: "mllp_max_frame_bytes and mllp_idle_timeout_secs must be positive".into(),
             });
         }
-        let offset = self.hl7_local_offset.as_bytes();
-        let offset_ok = offset.is_empty()
-            || (offset.len() == 5 && matches!(offset[0], b'+' | b'-') && offset[1..].iter().all(u8::is_ascii_digit));
-        if !offset_ok {
+        if !self.hl7_local_offset.is_empty() && self.hl7_local_offset_minutes().is_none() {
             return Err(SettingsError::Value {
                 key: "hl7_local_offset".into(),
                 message: format!("{:?} is not an offset like +0100 (or empty)", self.hl7_local_offset),
@@ -212,6 +220,16 @@ mod tests {
         let err = Settings::load_from(None, &env(&[("TESSERA_HTTP_ADR", "x")])).unwrap_err().to_string();
         assert!(err.contains("TESSERA_HTTP_ADR"), "{err}");
         assert!(Settings::load_from(None, &env(&[("TESSERA_REQUIRE_PEERS", "1")])).is_ok());
+    }
+
+    #[test]
+    fn hl7_local_offset_is_read_in_minutes_and_checked() {
+        let offset = |v: &str| Settings::load_from(None, &env(&[("TESSERA_HL7_LOCAL_OFFSET", v)])).map(|s| s.hl7_local_offset_minutes());
+        assert_eq!(offset("+0130").unwrap(), Some(90));
+        assert_eq!(offset("-0500").unwrap(), Some(-300));
+        assert_eq!(offset("").unwrap(), None);
+        let err = offset("0100").unwrap_err().to_string();
+        assert!(err.contains("hl7_local_offset"), "{err}");
     }
 
     #[test]

@@ -48,7 +48,7 @@ impl Application {
             store.clone(),
             ReceiverOptions {
                 unmapped: settings.hl7_unmapped,
-                local_offset: Some(settings.hl7_local_offset.clone()).filter(|o| !o.is_empty()),
+                local_offset: settings.hl7_local_offset_minutes(),
                 ..ReceiverOptions::default()
             },
         ));

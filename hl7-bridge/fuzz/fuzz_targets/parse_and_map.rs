@@ -8,7 +8,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let errors = match parse(data) {
-        Ok(message) => map_message(&message).err().into_iter().collect(),
+        Ok(message) => map_message(&message, Some(0)).err().into_iter().collect(),
         Err(error) => vec![error],
     };
     let code = if errors.is_empty() { AckCode::AA } else { AckCode::AE };

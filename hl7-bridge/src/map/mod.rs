@@ -72,7 +72,9 @@ pub fn placeholder(index: usize) -> String {
 
 /// Maps `message`. `Ok(None)`: a message type the bridge does not map (it is still stored raw
 /// and acknowledged). `Err`: the message cannot be mapped, with the bad field's location.
-pub fn map_message(message: &Message) -> Result<Option<Mapping>, Hl7Error> {
+/// `local_offset` (minutes east of UTC) is the sender's zone when MSH-7 names none; with
+/// None, times without an offset in such a message are kept at date precision.
+pub fn map_message(message: &Message, local_offset: Option<i16>) -> Result<Option<Mapping>, Hl7Error> {
     let mapper = match message.message_code() {
         "ADT" => adt::map_adt,
         "ORU" => oru::map_oru,
@@ -80,11 +82,11 @@ pub fn map_message(message: &Message) -> Result<Option<Mapping>, Hl7Error> {
     };
     let msh = message.msh();
     let clock = datatypes::Clock {
-        sender_offset: None,
+        sender_offset: local_offset,
     };
     let sent = clock.dtm(msh.value(7), msh.location(7), "MSH-7 date/time of message")?;
     let clock = datatypes::Clock {
-        sender_offset: sent.and_then(|s| s.offset()),
+        sender_offset: sent.and_then(|s| s.offset()).or(local_offset),
     };
     mapper(message, &clock)
 }
