@@ -1,0 +1,2 @@
+//! InfluxDB test server (filled in by the tsdb work).
+pub struct InfluxServer;

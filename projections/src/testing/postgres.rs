@@ -1,0 +1,2 @@
+//! PostgreSQL test server (filled in by the postgres work).
+pub struct PostgresServer;
