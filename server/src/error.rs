@@ -32,9 +32,22 @@ pub enum ApiError {
     NotAcceptable(String),
     #[error("{0} is not implemented by this server")]
     NotImplemented(String),
+    /// A database the request needs (a projection's) is unreachable; retry later.
+    #[error("{0}")]
+    Unavailable(String),
     /// An error inside a bundle entry, with the entry's index for the message.
     #[error("entry {index}: {source}")]
     InEntry { index: usize, source: Box<ApiError> },
+}
+
+impl From<projections::ProjectionError> for ApiError {
+    fn from(error: projections::ProjectionError) -> Self {
+        match error {
+            projections::ProjectionError::Config(message) => ApiError::BadRequest(message),
+            projections::ProjectionError::Store(e) => ApiError::Store(e),
+            other => ApiError::Unavailable(other.to_string()),
+        }
+    }
 }
 
 impl ApiError {
@@ -61,6 +74,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::InEntry { source, .. } => source.status(),
         }
     }
@@ -123,6 +137,7 @@ impl ApiError {
             | StatusCode::NOT_IMPLEMENTED => {
                 "not-supported"
             }
+            StatusCode::SERVICE_UNAVAILABLE => "transient",
             s if s.is_server_error() && s != StatusCode::NOT_IMPLEMENTED => "exception",
             _ => "invalid",
         }

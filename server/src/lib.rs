@@ -7,13 +7,16 @@ mod error;
 mod fhir_http;
 mod hl7;
 mod openapi;
+mod projections;
 mod routes;
 mod search;
 mod settings;
+mod stats;
 mod startup;
 mod telemetry;
 
 pub use openapi::registered_routes;
 pub use settings::{Settings, SettingsError};
+pub use projections::Projections;
 pub use startup::{Application, StartupError};
 pub use telemetry::{init_telemetry, TelemetryGuard};

@@ -24,11 +24,18 @@ pub struct AppState {
     /// The HL7 v2 receive pipeline (MLLP, and replays from the message log).
     pub receiver: Arc<hl7_bridge::Receiver>,
     pub max_body: usize,
+    /// The PostgreSQL and time-series projections, when configured.
+    pub projections: crate::projections::Projections,
 }
 
 impl AppState {
-    pub fn new(store: Arc<dyn ResourceStore>, receiver: Arc<hl7_bridge::Receiver>, max_body: usize) -> Self {
-        AppState { store, receiver, max_body }
+    pub fn new(
+        store: Arc<dyn ResourceStore>,
+        receiver: Arc<hl7_bridge::Receiver>,
+        max_body: usize,
+        projections: crate::projections::Projections,
+    ) -> Self {
+        AppState { store, receiver, max_body, projections }
     }
 }
 
@@ -44,12 +51,19 @@ pub(crate) fn route_table() -> Vec<(&'static str, Method, Route)> {
         ("/hl7/messages/{id}", Method::GET, web::get().to(crate::hl7::show)),
         ("/hl7/messages/{id}/raw", Method::GET, web::get().to(crate::hl7::raw)),
         ("/hl7/messages/{id}/replay", Method::POST, web::post().to(crate::hl7::replay)),
+        ("/admin/projections", Method::GET, web::get().to(crate::projections::list)),
+        ("/admin/projections/{name}/check", Method::GET, web::get().to(crate::projections::check)),
+        ("/admin/projections/{name}/rebuild", Method::POST, web::post().to(crate::projections::rebuild)),
+        ("/admin/alerts", Method::GET, web::get().to(crate::projections::alerts)),
+        ("/admin/alerts/{id}/acknowledge", Method::POST, web::post().to(crate::projections::acknowledge)),
         ("/fhir", Method::POST, web::post().to(crate::bundle::handle)),
         ("/fhir", Method::GET, web::get().to(crate::search::search_system)),
         ("/fhir/_search", Method::POST, web::post().to(crate::search::search_system_post)),
         ("/fhir/metadata", Method::GET, web::get().to(crate::capability::handle)),
         ("/fhir/_history", Method::GET, web::get().to(history_system)),
         ("/fhir/{type}/_history", Method::GET, web::get().to(history_type)),
+        ("/fhir/Observation/$stats", Method::GET, web::get().to(crate::stats::get)),
+        ("/fhir/Observation/$stats", Method::POST, web::post().to(crate::stats::post)),
         ("/fhir/{type}/_search", Method::POST, web::post().to(crate::search::search_type_post)),
         ("/fhir/{type}/{id}/_history", Method::GET, web::get().to(history_instance)),
         ("/fhir/{type}/{id}/_history/{vid}", Method::GET, web::get().to(vread)),

@@ -40,6 +40,26 @@ pub struct Settings {
     /// UTC offset (`+0100`) of HL7 senders whose MSH-7 carries none; empty: keep such
     /// times at date precision (`TESSERA_HL7_LOCAL_OFFSET`).
     pub hl7_local_offset: String,
+    /// PostgreSQL URL of the relational projection; on only when set (`TESSERA_POSTGRES_URL`).
+    pub postgres_url: Option<String>,
+    /// Monthly `measurements` partitions created ahead of the current month
+    /// (`TESSERA_POSTGRES_PARTITION_MONTHS_AHEAD`).
+    pub postgres_partition_months_ahead: u32,
+    /// Alert threshold rules, e.g. `spo2<90:critical,heart_rate>130:high`; empty for the
+    /// documented defaults, `none` for no alerts (`TESSERA_ALERT_RULES`).
+    pub alert_rules: String,
+    /// Base URL of the line-protocol time-series database; the time-series projection runs
+    /// only when set (`TESSERA_TSDB_URL`).
+    pub tsdb_url: Option<String>,
+    /// InfluxDB 1.x database, created if missing (`TESSERA_TSDB_DATABASE`).
+    pub tsdb_database: String,
+    /// InfluxDB 2.x/3.x organisation, bucket and token: with org and bucket set the v2 write
+    /// API is used (`TESSERA_TSDB_ORG`, `TESSERA_TSDB_BUCKET`, `TESSERA_TSDB_TOKEN`).
+    pub tsdb_org: Option<String>,
+    pub tsdb_bucket: Option<String>,
+    pub tsdb_token: Option<String>,
+    /// Most changes a projection applies in one batch (`TESSERA_PROJECTION_BATCH_SIZE`).
+    pub projection_batch_size: usize,
 }
 
 /// The conventional HL7 port on the loopback interface.
@@ -60,6 +80,15 @@ impl Default for Settings {
             mllp_tls_key: None,
             hl7_unmapped: hl7_bridge::UnmappedMessages::Accept,
             hl7_local_offset: "+0000".into(),
+            postgres_url: None,
+            postgres_partition_months_ahead: 3,
+            alert_rules: String::new(),
+            tsdb_url: None,
+            tsdb_database: "tessera".into(),
+            tsdb_org: None,
+            tsdb_bucket: None,
+            tsdb_token: None,
+            projection_batch_size: 1000,
         }
     }
 }
@@ -90,6 +119,15 @@ const ENV_KEYS: &[&str] = &[
     "MLLP_TLS_KEY",
     "HL7_UNMAPPED",
     "HL7_LOCAL_OFFSET",
+    "POSTGRES_URL",
+    "POSTGRES_PARTITION_MONTHS_AHEAD",
+    "ALERT_RULES",
+    "TSDB_URL",
+    "TSDB_DATABASE",
+    "TSDB_ORG",
+    "TSDB_BUCKET",
+    "TSDB_TOKEN",
+    "PROJECTION_BATCH_SIZE",
 ];
 
 /// `TESSERA_*` names that belong to tests and CI, not to the server.
@@ -123,7 +161,7 @@ impl Settings {
             };
             let key = suffix.to_ascii_lowercase();
             let parsed = match key.as_str() {
-                "max_body_bytes" | "mllp_max_frame_bytes" | "mllp_idle_timeout_secs" => toml::Value::Integer(value.parse::<i64>().map_err(|e| SettingsError::Value {
+                "max_body_bytes" | "mllp_max_frame_bytes" | "mllp_idle_timeout_secs" | "postgres_partition_months_ahead" | "projection_batch_size" => toml::Value::Integer(value.parse::<i64>().map_err(|e| SettingsError::Value {
                     key: name.clone(),
                     message: e.to_string(),
                 })?),
@@ -153,6 +191,16 @@ impl Settings {
         Some(if text[0] == b'-' { -minutes } else { minutes })
     }
 
+    /// The alert rules: the documented defaults when `alert_rules` is empty, none for `none`.
+    pub fn alert_rules(&self) -> Result<projections::AlertRules, SettingsError> {
+        match self.alert_rules.trim() {
+            "" => Ok(projections::AlertRules::default()),
+            "none" => Ok(projections::AlertRules::parse("").expect("no rules parse")),
+            text => projections::AlertRules::parse(text)
+                .map_err(|e| SettingsError::Value { key: "alert_rules".into(), message: e.to_string() }),
+        }
+    }
+
     /// Settings for a test instance: port 0 (the OS picks), the given data dir, quiet logs.
     pub fn for_tests(data_dir: impl Into<PathBuf>) -> Settings {
         Settings { http_addr: "127.0.0.1:0".into(), data_dir: data_dir.into(), log: "warn".into(), ..Settings::default() }
@@ -179,6 +227,16 @@ impl Settings {
                 key: "hl7_local_offset".into(),
                 message: format!("{:?} is not an offset like +0100 (or empty)", self.hl7_local_offset),
             });
+        }
+        self.alert_rules()?;
+        if self.tsdb_org.is_some() != self.tsdb_bucket.is_some() {
+            return Err(SettingsError::Value {
+                key: "tsdb_org".into(),
+                message: "the InfluxDB v2 API needs both tsdb_org and tsdb_bucket".into(),
+            });
+        }
+        if self.projection_batch_size == 0 {
+            return Err(SettingsError::Value { key: "projection_batch_size".into(), message: "must be positive".into() });
         }
         if self.max_body_bytes == 0 {
             return Err(SettingsError::Value { key: "max_body_bytes".into(), message: "must be positive".into() });

@@ -11,6 +11,7 @@ use fhir_store::{ResourceStore, SqliteStore, SqliteStoreOptions, StoreError};
 use hl7_bridge::mllp::{MllpConfig, MllpError, MllpServer, TlsFiles};
 use hl7_bridge::{Receiver, ReceiverOptions};
 
+use crate::projections::Projections;
 use crate::routes::{self, AppState};
 use crate::Settings;
 
@@ -22,6 +23,8 @@ pub enum StartupError {
     Bind { addr: String, source: std::io::Error },
     #[error("cannot start the MLLP listener: {0}")]
     Mllp(#[from] MllpError),
+    #[error("cannot set up the projections: {0}")]
+    Projections(#[from] projections::ProjectionError),
 }
 
 /// A built, bound, not yet running server.
@@ -71,7 +74,9 @@ impl Application {
         let bind_error = |source| StartupError::Bind { addr: settings.http_addr.clone(), source };
         let listener = TcpListener::bind(&settings.http_addr).map_err(bind_error)?;
         let port = listener.local_addr().map_err(bind_error)?.port();
-        let state = web::Data::new(AppState::new(store, receiver, settings.max_body_bytes));
+        let mut projections = Projections::from_settings(&settings, &store)?;
+        projections.start_followers(&store, settings.projection_batch_size);
+        let state = web::Data::new(AppState::new(store, receiver, settings.max_body_bytes, projections));
         let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(routes::configure))
             .listen(listener)
             .map_err(bind_error)?
