@@ -2,7 +2,10 @@
 # Installs what Tessera's test suite needs beyond Rust: the external peers the tests talk to.
 #   - python-hl7 (PyPI `hl7`): the real MLLP client of the HL7 v2 bridge's end-to-end test.
 #   - openssl (Debian): makes the certificates of the MLLP-over-TLS test.
-# Later issues add PostgreSQL, InfluxDB, dcmtk, pynetdicom and an S3 server here.
+#   - PostgreSQL (Debian `postgresql`: initdb, pg_ctl, postgres) and InfluxDB 1.x (Debian
+#     `influxdb`: influxd): the projections' tests start their own servers from these
+#     binaries in temp dirs on free ports; the packages' own services are not used.
+# Later issues add dcmtk, pynetdicom and an S3 server here.
 set -euo pipefail
 if ! command -v cargo >/dev/null; then
   echo "cargo is required (install Rust with rustup)" >&2
@@ -12,12 +15,23 @@ if ! command -v python3 >/dev/null; then
   echo "python3 is required for the HL7 end-to-end tests" >&2
   exit 1
 fi
-if ! command -v openssl >/dev/null; then
-  sudo_cmd=""
-  if [ "$(id -u)" -ne 0 ]; then sudo_cmd="sudo"; fi
-  $sudo_cmd apt-get update -qq && $sudo_cmd apt-get install -y -qq openssl
+sudo_cmd=""
+if [ "$(id -u)" -ne 0 ]; then sudo_cmd="sudo"; fi
+missing=()
+command -v openssl >/dev/null || missing+=(openssl)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+command -v influxd >/dev/null || missing+=(influxdb)
+if [ "${#missing[@]}" -gt 0 ]; then
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}"
 fi
+# The packages start their own services; the tests do not use them, so stop them if running.
+for service in postgresql influxdb; do
+  if command -v systemctl >/dev/null && systemctl is-active --quiet "$service" 2>/dev/null; then $sudo_cmd systemctl stop "$service" || true; fi
+done
 if ! python3 -c "import hl7" 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check 'hl7>=0.4,<0.5'
 fi
 python3 -c "import hl7; print('test peers: python-hl7', hl7.__version__)"
+echo "test peers: $(ls -d /usr/lib/postgresql/*/bin | tail -1)/postgres $("$(ls -d /usr/lib/postgresql/*/bin | tail -1)/postgres" --version)"
+echo "test peers: influxd $(influxd version 2>/dev/null | head -1)"

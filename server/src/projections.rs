@@ -8,7 +8,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use fhir_store::ResourceStore;
 use projections::postgres::{AlertFilter, PostgresConfig, PostgresProjection};
 use projections::tsdb::{TsdbConfig, TsdbProjection};
-use projections::{Follower, FollowerOptions, Projection, ProjectionError, Severity, StatusHandle};
+use projections::{ConsistencyReport, Follower, FollowerOptions, Projection, ProjectionError, Severity, StatusHandle};
 use serde_json::json;
 use tokio::task::JoinHandle;
 
@@ -88,11 +88,23 @@ impl Projections {
         self.tsdb.as_ref()
     }
 
-    fn named(&self, name: &str) -> Result<Arc<dyn Projection>, ApiError> {
+    /// The configured projection called `name`, or an error naming the configured ones.
+    pub fn named(&self, name: &str) -> Result<Arc<dyn Projection>, ProjectionError> {
         self.all().into_iter().find(|p| p.name() == name).ok_or_else(|| {
             let known: Vec<_> = self.all().iter().map(|p| p.name()).collect();
-            ApiError::NotFound(format!("no projection {name:?} is configured (configured: {})", if known.is_empty() { "none".into() } else { known.join(", ") }))
+            let known = if known.is_empty() { "none".to_string() } else { known.join(", ") };
+            ProjectionError::Config(format!("no projection {name:?} is configured (configured: {known})"))
         })
+    }
+
+    /// Compares the projection called `name` with the store.
+    pub async fn check(&self, name: &str, store: &dyn ResourceStore) -> Result<ConsistencyReport, ProjectionError> {
+        self.named(name)?;
+        match (name, &self.postgres, &self.tsdb) {
+            ("postgres", Some(postgres), _) => postgres.check_consistency(store).await,
+            (_, _, Some(tsdb)) => tsdb.check_consistency(store).await,
+            _ => unreachable!("named() found a configured projection"),
+        }
     }
 }
 
@@ -116,15 +128,8 @@ pub async fn list(req: HttpRequest, state: State) -> HttpResponse {
 pub async fn check(req: HttpRequest, state: State, path: web::Path<String>) -> HttpResponse {
     let result = async {
         let name = path.into_inner();
-        state.projections.named(&name)?;
-        let report = match name.as_str() {
-            "postgres" => state.projections.postgres.as_ref().map(|p| p.check_consistency(state.store.as_ref())),
-            _ => None,
-        };
-        let report = match report {
-            Some(future) => future.await?,
-            None => state.projections.tsdb.as_ref().expect("named() found it").check_consistency(state.store.as_ref()).await?,
-        };
+        state.projections.named(&name).map_err(not_configured)?;
+        let report = state.projections.check(&name, state.store.as_ref()).await?;
         Ok(HttpResponse::Ok().json(report))
     }
     .await;
@@ -135,12 +140,16 @@ pub async fn check(req: HttpRequest, state: State, path: web::Path<String>) -> H
 /// to 0; the running follower notices and rebuilds it from the whole feed.
 pub async fn rebuild(req: HttpRequest, state: State, path: web::Path<String>) -> HttpResponse {
     let result = async {
-        let projection = state.projections.named(&path.into_inner())?;
+        let projection = state.projections.named(&path.into_inner()).map_err(not_configured)?;
         projection.reset().await?;
         Ok(HttpResponse::Accepted().json(json!({ "projection": projection.name(), "checkpoint": 0, "status": "rebuilding" })))
     }
     .await;
     respond(&req, result)
+}
+
+fn not_configured(error: ProjectionError) -> ApiError {
+    ApiError::NotFound(error.to_string())
 }
 
 fn postgres(state: &AppState) -> Result<&Arc<PostgresProjection>, ApiError> {

@@ -1,5 +1,6 @@
-//! Traces leave the process over OTLP/HTTP when an endpoint is configured: a minimal HTTP
-//! listener stands in for the collector and must receive a protobuf export of our span.
+//! Traces and metrics leave the process over OTLP/HTTP when an endpoint is configured: a
+//! minimal HTTP listener stands in for the collector and must receive a protobuf export of our
+//! span and of a projection metric.
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -11,7 +12,7 @@ use tessera_server::init_telemetry;
 /// Accepts connections, answers 200 to each request and reports (request line, body length).
 fn fake_collector() -> (String, mpsc::Receiver<(String, usize)>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let endpoint = format!("http://{}/v1/traces", listener.local_addr().unwrap());
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for stream in listener.incoming() {
@@ -51,13 +52,22 @@ fn fake_collector() -> (String, mpsc::Receiver<(String, usize)>) {
 }
 
 #[test]
-fn spans_are_exported_over_otlp_http_when_an_endpoint_is_set() {
+fn spans_and_metrics_are_exported_over_otlp_http_when_an_endpoint_is_set() {
     let (endpoint, received) = fake_collector();
     let guard = init_telemetry("info", Some(&endpoint)).expect("telemetry starts");
     tracing::info_span!("fhir_request", resource_type = "Patient").in_scope(|| tracing::info!("inside"));
-    // Dropping the guard shuts the provider down, which flushes the batch.
+    let meter = opentelemetry::global::meter("tessera.projections");
+    meter.u64_counter("tessera.projection.applied").build().add(3, &[opentelemetry::KeyValue::new("projection", "postgres")]);
+    // Dropping the guard shuts the providers down, which flushes both exports.
     drop(guard);
-    let (request_line, body_len) = received.recv_timeout(Duration::from_secs(10)).expect("the collector got an export");
-    assert!(request_line.starts_with("POST /v1/traces"), "{request_line}");
-    assert!(body_len > 0, "the export carried a body");
+    let mut exports = Vec::new();
+    while let Ok((request_line, body_len)) = received.recv_timeout(Duration::from_secs(10)) {
+        assert!(body_len > 0, "the export carried a body: {request_line}");
+        exports.push(request_line.split(' ').take(2).collect::<Vec<_>>().join(" "));
+        if exports.len() == 2 {
+            break;
+        }
+    }
+    exports.sort();
+    assert_eq!(exports, ["POST /v1/metrics", "POST /v1/traces"]);
 }
