@@ -79,6 +79,11 @@ pub fn free_port() -> u16 {
 /// Starts `tessera` on `data_dir` with HTTP and MLLP on fresh ports and waits for `/healthz`.
 /// Its log goes to `log` (appended), so a restart adds to the same file.
 pub async fn start_binary(data_dir: &Path, log: &Path) -> ChildServer {
+    start_binary_with(data_dir, log, &[]).await
+}
+
+/// As `start_binary`, with more `TESSERA_*` settings.
+pub async fn start_binary_with(data_dir: &Path, log: &Path, settings: &[(&str, String)]) -> ChildServer {
     let http_port = free_port();
     let mllp_port = free_port();
     let log_file = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("log file");
@@ -94,6 +99,7 @@ pub async fn start_binary(data_dir: &Path, log: &Path) -> ChildServer {
         .env("TESSERA_HTTP_ADDR", format!("127.0.0.1:{http_port}"))
         .env("TESSERA_MLLP_ADDR", format!("127.0.0.1:{mllp_port}"))
         .env("TESSERA_LOG", "warn")
+        .envs(settings.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(Stdio::null())
         .stdout(log_file.try_clone().expect("log file"))
         .stderr(log_file)
