@@ -528,7 +528,7 @@ async fn sources(state: &AppState, request: &StatsRequest) -> Result<Vec<Value>,
             None => break,
         }
     }
-    found.sort_by(|a, b| a.0.cmp(&b.0));
+    found.sort_by_key(|(at, _)| *at);
     let skip = found.len().saturating_sub(request.limit);
     Ok(found.into_iter().skip(skip).map(|(_, body)| body).collect())
 }
