@@ -70,7 +70,7 @@ pub struct StatisticValue {
 /// Computes `statistics` over `values`.
 pub fn compute_statistics(values: &[f64], statistics: &[Statistic]) -> Vec<StatisticValue> {
     let n = values.len() as f64;
-    let sum: f64 = values.iter().sum();
+    let sum = values.iter().fold(0.0, |total, v| total + v);
     let mean = (!values.is_empty()).then(|| sum / n);
     let variance = mean.filter(|_| values.len() > 1).map(|m| values.iter().map(|v| (v - m).powi(2)).sum::<f64>() / (n - 1.0));
     statistics

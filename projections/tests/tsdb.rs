@@ -238,11 +238,12 @@ async fn series_statistics_equal_hand_computed_ones() {
     let shifted = f.projection.series(&SeriesQuery { start: at(30), end: at(100), window: Some(Duration::from_secs(60)), ..query.clone() }).await.unwrap();
     assert_eq!(shifted.iter().map(|w| (w.start, w.values[0].value)).collect::<Vec<_>>(), vec![(T0, Some(1.0)), (at(60), Some(2.0))]);
 
-    // Nothing in range: one empty window without a window size, none with one.
+    // Nothing in range: one empty window without a window size (count and sum 0, as the
+    // store answers), none with one.
     let empty = SeriesQuery { patient_id: "nobody".into(), ..query.clone() };
     let answer = f.projection.series(&empty).await.unwrap();
     assert_eq!(answer.len(), 1);
-    assert_eq!(answer[0].values.iter().map(|v| v.value).collect::<Vec<_>>(), vec![Some(0.0), None, None, None, None, None, None, None]);
+    assert_eq!(answer[0].values.iter().map(|v| v.value).collect::<Vec<_>>(), vec![Some(0.0), Some(0.0), None, None, None, None, None, None]);
     assert!(f.projection.series(&SeriesQuery { window: Some(Duration::from_secs(60)), ..empty }).await.unwrap().is_empty());
 }
 

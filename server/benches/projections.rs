@@ -220,14 +220,6 @@ async fn postgres_rows(url: &str) -> u64 {
 }
 
 async fn influx_points(influx: &InfluxServer, database: &str) -> u64 {
-    let body: Value = reqwest::Client::new()
-        .get(format!("{}/query", influx.url()))
-        .query(&[("db", database), ("q", "SELECT count(\"heart_rate\") FROM \"vital_signs\"")])
-        .send()
-        .await
-        .expect("query")
-        .json()
-        .await
-        .expect("json");
+    let body = influx.query(database, "SELECT count(\"heart_rate\") FROM \"vital_signs\"").await;
     body.pointer("/results/0/series/0/values/0/1").and_then(Value::as_u64).unwrap_or(0)
 }

@@ -153,12 +153,10 @@ fn statistics(query: &SeriesQuery, row: &serde_json::Map<String, Value>) -> Vec<
         .collect()
 }
 
+/// The statistics of no values, as the store computes them (count and sum 0, the rest
+/// undefined), so both sources answer an empty window alike.
 fn empty_statistics(query: &SeriesQuery) -> Vec<StatisticValue> {
-    query
-        .statistics
-        .iter()
-        .map(|&statistic| StatisticValue { statistic, value: (statistic == Statistic::Count).then_some(0.0) })
-        .collect()
+    crate::compute_statistics(&[], &query.statistics)
 }
 
 fn unexpected(what: &str, response: &Value) -> ProjectionError {
