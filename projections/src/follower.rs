@@ -158,6 +158,14 @@ pub struct Progress {
     pub elapsed: Duration,
 }
 
+/// Where a follower is: the checkpoint it applied up to (None until read from the
+/// projection), and the batch after it when already read ahead.
+#[derive(Default)]
+struct Position {
+    checkpoint: Option<u64>,
+    prefetched: Option<(u64, Vec<Change>)>,
+}
+
 /// Drives one projection from the change feed.
 pub struct Follower {
     projection: Arc<dyn Projection>,
@@ -198,10 +206,10 @@ impl Follower {
     /// Follows the feed until the task is dropped. Failures are recorded in the status and
     /// retried with backoff; nothing is skipped.
     pub async fn run(self) {
-        let mut checkpoint = None;
+        let mut position = Position::default();
         let mut backoff = Duration::from_millis(200);
         loop {
-            match self.step(&mut checkpoint).await {
+            match self.step(&mut position).await {
                 Ok(0) => tokio::time::sleep(self.options.poll_interval).await,
                 Ok(_) => backoff = Duration::from_millis(200),
                 Err(error) => {
@@ -218,12 +226,12 @@ impl Follower {
     /// started), reporting progress after every batch. Fails on the first error.
     pub async fn catch_up(&self, target: u64, mut on_progress: impl FnMut(Progress)) -> Result<u64, ProjectionError> {
         let started = Instant::now();
-        let mut checkpoint = None;
+        let mut position = Position::default();
         let mut applied = 0;
         loop {
-            let count = self.step(&mut checkpoint).await?;
+            let count = self.step(&mut position).await?;
             applied += count as u64;
-            let current = checkpoint.unwrap_or(0);
+            let current = position.checkpoint.unwrap_or(0);
             on_progress(Progress { checkpoint: current, target, applied, elapsed: started.elapsed() });
             if current >= target || (count == 0 && self.store.last_seq().await? <= current) {
                 return Ok(current);
@@ -231,30 +239,46 @@ impl Follower {
         }
     }
 
-    /// Reads and applies one batch; returns how many changes were applied.
-    async fn step(&self, checkpoint: &mut Option<u64>) -> Result<usize, ProjectionError> {
-        let after = match *checkpoint {
+    /// Reads and applies one batch; returns how many changes were applied. While a full batch
+    /// is applied, the next one is read, so the feed read and the target's write overlap.
+    async fn step(&self, position: &mut Position) -> Result<usize, ProjectionError> {
+        let after = match position.checkpoint {
             Some(seq) => seq,
             None => {
                 let seq = self.projection.checkpoint().await?;
-                *checkpoint = Some(seq);
+                position.checkpoint = Some(seq);
                 self.status.lock().checkpoint = seq;
                 seq
             }
         };
-        let batch = self.store.changes(after, self.options.batch_size).await?;
+        let batch = match position.prefetched.take() {
+            Some((from, batch)) if from == after => batch,
+            _ => self.store.changes(after, self.options.batch_size).await?,
+        };
         let Some(last) = batch.last().map(|c| c.seq) else { return Ok(0) };
-        match self.projection.apply(after, &batch).await {
+        let applied = if batch.len() == self.options.batch_size {
+            let (applied, next) = tokio::join!(self.projection.apply(after, &batch), self.store.changes(last, self.options.batch_size));
+            if let Ok(next) = next {
+                position.prefetched = Some((last, next));
+            }
+            applied
+        } else {
+            self.projection.apply(after, &batch).await
+        };
+        match applied {
             Ok(()) => {}
             Err(ProjectionError::CheckpointMoved { found, .. }) => {
                 tracing::info!(projection = self.status.name, from = after, to = found, "checkpoint moved elsewhere; continuing from it");
-                *checkpoint = Some(found);
+                *position = Position { checkpoint: Some(found), prefetched: None };
                 self.status.lock().checkpoint = found;
                 return Ok(0);
             }
-            Err(error) => return Err(error),
+            Err(error) => {
+                position.prefetched = None;
+                return Err(error);
+            }
         }
-        *checkpoint = Some(last);
+        position.checkpoint = Some(last);
         let now = OffsetDateTime::now_utc();
         let head = self.store.last_seq().await.unwrap_or(last).max(last);
         {

@@ -56,3 +56,37 @@ impl ConsistencyReport {
         self.problems.is_empty()
     }
 }
+
+/// The differences a consistency check found: the first `Problems::MAX_LISTED` word for
+/// word, the rest counted.
+#[derive(Debug, Default)]
+pub(crate) struct Problems {
+    listed: Vec<String>,
+    more: usize,
+}
+
+impl Problems {
+    pub(crate) const MAX_LISTED: usize = 1000;
+
+    pub(crate) fn push(&mut self, problem: String) {
+        if self.listed.len() < Self::MAX_LISTED {
+            self.listed.push(problem);
+        } else {
+            self.more += 1;
+        }
+    }
+
+    /// Compares one value; `what` is e.g. `Patient/p1`.
+    pub(crate) fn column<T: PartialEq + std::fmt::Debug>(&mut self, what: &str, column: &str, row: T, store: T) {
+        if row != store {
+            self.push(format!("{what}: {column} is {row:?} in the row, {store:?} in the store"));
+        }
+    }
+
+    pub(crate) fn finish(mut self) -> Vec<String> {
+        if self.more > 0 {
+            self.listed.push(format!("… and {} more problems", self.more));
+        }
+        self.listed
+    }
+}

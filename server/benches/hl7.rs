@@ -15,7 +15,7 @@ mod support;
 
 use hl7_bridge::mllp::{MessageHandler, MllpClient, MllpConfig, MllpServer};
 use hl7_bridge::{build_ack, sniff_header, AckCode};
-use support::{BenchTiming, cpu_model, filesystem_of, run_phase, runtimes, start_tessera_with, with_warmup_failures};
+use support::{cpu_model, filesystem_of, run_phase, runtimes, start_tessera_with, verdict, with_warmup_failures, BenchTiming};
 use tessera_server::Settings;
 
 const CONNECTIONS: usize = 16;
@@ -88,14 +88,6 @@ fn main() {
     if failed > 0 {
         eprintln!("{failed} messages failed");
         std::process::exit(1);
-    }
-}
-
-fn verdict(met: bool) -> &'static str {
-    if met {
-        "met"
-    } else {
-        "missed"
     }
 }
 

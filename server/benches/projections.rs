@@ -22,7 +22,7 @@ use projections::testing::{InfluxServer, PostgresServer};
 use projections::tsdb::{TsdbConfig, TsdbProjection};
 use projections::{AlertRules, Follower, FollowerOptions, Projection};
 use serde_json::{json, Value};
-use support::{cpu_model, filesystem_of, run_phase, runtimes, start_tessera_with, with_warmup_failures, BenchTiming};
+use support::{cpu_model, filesystem_of, run_phase, runtimes, start_tessera_with, verdict, with_warmup_failures, BenchTiming};
 use tessera_server::Settings;
 
 const CLIENTS: usize = 32;
@@ -67,7 +67,8 @@ fn main() {
     let store = server_runtime.block_on(bulk_load(&work_dir.path().join("rebuild"), rebuild_size));
     let postgres_url = server_runtime.block_on(postgres.create_database("bench_rebuild"));
     let config = PostgresConfig { url: postgres_url.clone(), alert_rules: AlertRules::default(), months_ahead: 3 };
-    let postgres_projection: Arc<dyn Projection> = Arc::new(PostgresProjection::new(config).expect("postgres projection"));
+    // The lazy pool belongs to the runtime it is made in.
+    let postgres_projection: Arc<dyn Projection> = Arc::new(server_runtime.block_on(async { PostgresProjection::new(config) }).expect("postgres projection"));
     let tsdb_config = TsdbConfig { url: influx.url(), database: "bench_rebuild".into(), org: None, bucket: None, token: None };
     let tsdb_projection: Arc<dyn Projection> = Arc::new(TsdbProjection::new(tsdb_config, store.clone()).expect("tsdb projection"));
     let mut rebuild_rows = Vec::new();
@@ -140,17 +141,10 @@ fn main() {
     }
 }
 
-fn verdict(met: bool) -> &'static str {
-    if met {
-        "met"
-    } else {
-        "missed"
-    }
-}
-
-/// A heart-rate Observation: patient `n % PATIENTS`, a distinct time per `n`.
+/// A heart-rate Observation: patient `n % PATIENTS`, a distinct time per `n` (the phases'
+/// offsets, multiples of 2^40, become whole blocks of 2^24 seconds).
 fn observation(n: u64) -> Value {
-    let seconds = 1_700_000_000 + n as i64;
+    let seconds = 1_600_000_000 + ((n & 0xFF_FFFF) + (n >> 40) * 0x100_0000) as i64;
     let time = time::OffsetDateTime::from_unix_timestamp(seconds).expect("a valid time");
     json!({
         "resourceType": "Observation",

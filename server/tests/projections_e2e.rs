@@ -326,3 +326,61 @@ async fn tessera_killed_mid_batch_resumes_without_loss_or_duplicates() {
     assert_eq!(postgres_count(url, "SELECT count(*) FROM measurements").await as u64, stored);
     assert_eq!(postgres_count(url, "SELECT count(*) FROM (SELECT observation_fhir_id FROM measurements GROUP BY 1 HAVING count(*) > 1) d").await, 0);
 }
+
+/// Runs `tessera projections …` on `data_dir` with the peers' settings; (exit code, stderr,
+/// stdout).
+fn run_cli(peers: &Peers, data_dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_tessera"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("TESSERA_") {
+            command.env_remove(name);
+        }
+    }
+    let output = command
+        .args(["projections"])
+        .args(args)
+        .env("TESSERA_DATA_DIR", data_dir)
+        .env("TESSERA_LOG", "warn")
+        .envs(peers.settings())
+        .output()
+        .expect("tessera runs");
+    (output.status.code().unwrap_or(-1), String::from_utf8_lossy(&output.stderr).into_owned(), String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_cli_rebuilds_and_checks_next_to_a_running_server() {
+    let Some(peers) = peers().await else { return };
+    let data_dir = tempfile::tempdir().unwrap();
+    let (rest, _mllp) = spawn_app(&peers, data_dir.path()).await;
+    for minute in 0..120 {
+        let (status, body) = post_json(&rest, "/fhir/Observation", &vital("c1", None, "8867-4", 70.0 + (minute % 7) as f64, "/min", minute)).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    wait_caught_up(&rest, Duration::from_secs(30)).await;
+
+    // A rebuild from the command line while the server's own followers keep running: both
+    // apply the feed, neither applies a change twice.
+    for name in ["postgres", "tsdb"] {
+        let dir = data_dir.path().to_path_buf();
+        let (code, stderr, _) = tokio::task::block_in_place(|| run_cli(&peers, &dir, &["rebuild", name, "--exit-when-done"]));
+        assert_eq!(code, 0, "{stderr}");
+        assert!(stderr.contains(&format!("rebuilding {name} [")) && stderr.contains("100.0%") && stderr.contains("changes/s"), "{stderr}");
+        assert!(stderr.contains("rebuilt up to change"), "{stderr}");
+        let (code, stderr, stdout) = tokio::task::block_in_place(|| run_cli(&peers, &dir, &["check", name]));
+        assert_eq!(code, 0, "{stderr}{stdout}");
+        let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+        assert_eq!((report["problems"].clone(), report["resources_checked"].as_u64()), (json!([]), Some(120)));
+    }
+    assert_eq!(postgres_count(&peers.postgres_url, "SELECT count(*) FROM measurements").await, 120);
+    assert_eq!(influx_count(&peers.influx, "heart_rate").await, 120);
+
+    // A row removed behind the projection's back: `check` says so and exits 1.
+    postgres_count(&peers.postgres_url, "WITH gone AS (DELETE FROM measurements WHERE id IN (SELECT id FROM measurements LIMIT 1) RETURNING 1) SELECT count(*) FROM gone").await;
+    let dir = data_dir.path().to_path_buf();
+    let (code, _, stdout) = tokio::task::block_in_place(|| run_cli(&peers, &dir, &["check", "postgres"]));
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("Observation/"), "{stdout}");
+    let (code, stderr, _) = tokio::task::block_in_place(|| run_cli(&peers, &dir, &["rebuild", "nosuch"]));
+    assert_ne!(code, 0);
+    assert!(stderr.contains("postgres") && stderr.contains("tsdb"), "{stderr}");
+}

@@ -3,7 +3,6 @@
 //! `apply.rs` writes them.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt::Debug;
 
 use fhir_store::ResourceStore;
 use sqlx::postgres::PgPool;
@@ -14,10 +13,8 @@ use super::apply::{db_text, device_for_db, holds, measurement_rows, newest_holde
 use super::schema::row_uuid;
 use super::{to_u64, CHECKPOINT_NAME};
 use crate::mapping::{DeviceRow, PatientRow, Projected};
+use crate::state::Problems;
 use crate::{current_resources, AlertRules, ConsistencyReport, Measurement, ProjectionError};
-
-/// Problems listed one by one before the rest are only counted.
-const MAX_PROBLEMS: usize = 1000;
 
 type PatientColumns =
     (String, Uuid, i64, Option<String>, Option<String>, Option<String>, Option<Date>, Option<String>, Option<String>, Option<String>, bool);
@@ -87,35 +84,6 @@ pub(super) async fn check(pool: &PgPool, store: &dyn ResourceStore, rules: &Aler
     })
 }
 
-#[derive(Default)]
-struct Problems {
-    listed: Vec<String>,
-    more: usize,
-}
-
-impl Problems {
-    fn push(&mut self, problem: String) {
-        if self.listed.len() < MAX_PROBLEMS {
-            self.listed.push(problem);
-        } else {
-            self.more += 1;
-        }
-    }
-
-    /// Compares one column; `what` is e.g. `Patient/p1`.
-    fn column<T: PartialEq + Debug>(&mut self, what: &str, column: &str, row: T, store: T) {
-        if row != store {
-            self.push(format!("{what}: {column} is {row:?} in the row, {store:?} in the store"));
-        }
-    }
-
-    fn finish(mut self) -> Vec<String> {
-        if self.more > 0 {
-            self.listed.push(format!("… and {} more problems", self.more));
-        }
-        self.listed
-    }
-}
 
 fn check_patients(problems: &mut Problems, rows: Vec<PatientColumns>, expected: Vec<(u64, PatientRow)>) {
     let holders = newest_holders(expected.iter().map(|(seq, p)| (p.fhir_id.as_str(), *seq, p.mrn.as_deref())));

@@ -11,10 +11,10 @@ use super::client::Client;
 use super::line::{self, Fields, PointKey, DEVICE_TAG, MEASUREMENT, PATIENT_TAG};
 use super::query::{identifier, rfc3339};
 use super::NAME;
+use crate::state::Problems;
 use crate::{current_resources, ConsistencyReport, ProjectionError, Projected, VitalSign};
 
 /// Problems listed one by one before the rest are only counted.
-const MAX_PROBLEMS: usize = 1000;
 
 /// Compares the measurement with the store. A follower applying meanwhile can make points
 /// newer than the checkpoint show up as extra; check a quiet projection.
@@ -116,26 +116,3 @@ fn describe(key: &PointKey) -> String {
     )
 }
 
-/// The problems found, the first `MAX_PROBLEMS` listed.
-#[derive(Default)]
-struct Problems {
-    listed: Vec<String>,
-    more: usize,
-}
-
-impl Problems {
-    fn push(&mut self, problem: String) {
-        if self.listed.len() < MAX_PROBLEMS {
-            self.listed.push(problem);
-        } else {
-            self.more += 1;
-        }
-    }
-
-    fn finish(mut self) -> Vec<String> {
-        if self.more > 0 {
-            self.listed.push(format!("… and {} more problems", self.more));
-        }
-        self.listed
-    }
-}

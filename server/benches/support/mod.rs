@@ -225,3 +225,12 @@ pub fn with_warmup_failures(warm: PhaseResult, mut measured: PhaseResult) -> Pha
     measured
 }
 
+
+/// "met" or "missed", for a target line of a report.
+pub fn verdict(met: bool) -> &'static str {
+    if met {
+        "met"
+    } else {
+        "missed"
+    }
+}
