@@ -10,7 +10,7 @@ mod validate;
 
 pub use error::{Issue, IssueSeverity, ModelError};
 pub use format::{format_instant, parse_resource, serialize_resource, Format};
-pub use resource_types::{is_resource_type, resource_types};
+pub use resource_types::{is_resource_type, is_valid_id, resource_types};
 pub use search::{
     extract_index, find_search_parameter, parameters_of, parse_search, search_parameters, unsupported_reason,
     ComponentDef, Filter, Include, IndexEntry, IndexValue, ParamType, Predicate, Prefix,

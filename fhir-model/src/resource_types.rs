@@ -1,4 +1,5 @@
-//! The vendored R4 JSON Schema, parsed once, and the resource types read from its discriminator.
+//! The vendored R4 JSON Schema, parsed once, the resource types read from its discriminator,
+//! and the rule every resource id follows.
 
 use std::sync::OnceLock;
 
@@ -52,4 +53,9 @@ pub(crate) fn resource_type_of(resource: &Value) -> Result<&str, ModelError> {
     } else {
         Err(ModelError::UnknownResourceType(name.to_string()))
     }
+}
+
+/// True when `id` is a valid FHIR logical id: 1 to 64 of `A-Z a-z 0-9 - .`.
+pub fn is_valid_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }

@@ -24,5 +24,5 @@ pub use error::ProjectionError;
 pub use follower::{Follower, FollowerOptions, Progress, Projection, ProjectionStatus, StatusHandle};
 pub use mapping::{project, DeviceRow, DeviceStatus, Measurement, PatientRow, Projected};
 pub use state::{current_resources, ConsistencyReport, CurrentResource};
-pub use stats::{compute_statistics, series_from_store, SeriesQuery, Statistic, StatisticValue, WindowStats};
+pub use stats::{compute_statistics, measured_observations, series_from_store, SeriesQuery, Statistic, StatisticValue, WindowStats};
 pub use vitals::VitalSign;

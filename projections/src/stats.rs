@@ -167,53 +167,72 @@ async fn store_points(
     store: &dyn fhir_store::ResourceStore,
     query: &SeriesQuery,
 ) -> Result<Vec<(time::OffsetDateTime, f64)>, crate::ProjectionError> {
-    if query.start >= query.end {
+    let observations = measured_observations(store, &query.patient_id, &[query.kind], query.start, query.end).await?;
+    Ok(observations.into_iter().flat_map(|(_, measurements)| measurements).map(|m| (m.measured_at, m.value)).collect())
+}
+
+/// The patient's Observations in the store holding a measurement of one of `kinds` in
+/// `[start, end)`, each with those measurements (the others dropped), in search order. They
+/// are found with the store's own search, and mapped by the same `project` the projections
+/// use.
+pub async fn measured_observations(
+    store: &dyn fhir_store::ResourceStore,
+    patient_id: &str,
+    kinds: &[crate::VitalSign],
+    start: time::OffsetDateTime,
+    end: time::OffsetDateTime,
+) -> Result<Vec<(fhir_store::StoredResource, Vec<crate::Measurement>)>, crate::ProjectionError> {
+    if start >= end || kinds.is_empty() {
         return Ok(Vec::new());
     }
-    let mut search = fhir_model::parse_search(Some("Observation"), &search_params(query)?, true)
+    let mut search = fhir_model::parse_search(Some("Observation"), &search_params(patient_id, kinds, start, end)?, true)
         .map_err(|e| crate::ProjectionError::Config(format!("cannot search the store for the series: {e}")))?;
-    let mut points = Vec::new();
+    let mut found = Vec::new();
     loop {
         let page = store.search(&search).await?;
         for resource in page.resources {
             let change = fhir_store::Change { seq: resource.seq, kind: fhir_store::ChangeKind::Update, resource };
             let crate::Projected::Observation { measurements, .. } = crate::project(&change) else { continue };
-            points.extend(
-                measurements
-                    .into_iter()
-                    .filter(|m| m.kind == query.kind && m.patient_id.as_deref() == Some(query.patient_id.as_str()))
-                    .filter(|m| query.start <= m.measured_at && m.measured_at < query.end)
-                    .map(|m| (m.measured_at, m.value)),
-            );
+            let measurements: Vec<crate::Measurement> = measurements
+                .into_iter()
+                .filter(|m| kinds.contains(&m.kind) && m.patient_id.as_deref() == Some(patient_id))
+                .filter(|m| start <= m.measured_at && m.measured_at < end)
+                .collect();
+            if !measurements.is_empty() {
+                found.push((change.resource, measurements));
+            }
         }
         match page.next_cursor {
             Some(cursor) => search.cursor = Some(cursor),
             None => break,
         }
     }
-    Ok(points)
+    Ok(found)
 }
 
 /// The search that narrows the store to candidates: the patient, every LOINC code of the
-/// sign in `code` or `component.code` (with the panels that carry blood pressures as
+/// signs in `code` or `component.code` (with the panels that carry blood pressures as
 /// components), and the time range. The date bounds are widened to whole milliseconds (the
 /// index resolution); the exact `[start, end)` test is made on each measurement.
-fn search_params(query: &SeriesQuery) -> Result<Vec<(String, String)>, crate::ProjectionError> {
-    let id = &query.patient_id;
-    let valid_id = !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
-    if !valid_id {
+fn search_params(
+    id: &str,
+    kinds: &[crate::VitalSign],
+    start: time::OffsetDateTime,
+    end: time::OffsetDateTime,
+) -> Result<Vec<(String, String)>, crate::ProjectionError> {
+    if !fhir_model::is_valid_id(id) {
         return Err(crate::ProjectionError::Config(format!("{id:?} is not a valid patient id")));
     }
-    let mut codes: Vec<&str> = query.kind.loinc_codes().to_vec();
-    if matches!(query.kind, crate::VitalSign::BpSystolic | crate::VitalSign::BpDiastolic | crate::VitalSign::BpMean) {
+    let mut codes: Vec<&str> = kinds.iter().flat_map(|kind| kind.loinc_codes().iter().copied()).collect();
+    if kinds.iter().any(|kind| matches!(kind, crate::VitalSign::BpSystolic | crate::VitalSign::BpDiastolic | crate::VitalSign::BpMean)) {
         codes.extend_from_slice(crate::vitals::BP_PANEL_CODES);
     }
     let codes: Vec<String> = codes.iter().map(|c| format!("{}|{c}", crate::vitals::LOINC)).collect();
-    let end = query.end.checked_add(time::Duration::MILLISECOND).unwrap_or(query.end);
+    let end = end.checked_add(time::Duration::MILLISECOND).unwrap_or(end);
     Ok(vec![
         ("subject".into(), format!("Patient/{id}")),
         ("combo-code".into(), codes.join(",")),
-        ("date".into(), format!("ge{}", fhir_model::format_instant(query.start))),
+        ("date".into(), format!("ge{}", fhir_model::format_instant(start))),
         ("date".into(), format!("lt{}", fhir_model::format_instant(end))),
         ("_count".into(), PAGE_SIZE.to_string()),
         ("_total".into(), "none".into()),

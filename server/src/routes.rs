@@ -125,8 +125,7 @@ pub(crate) fn check_type(resource_type: &str) -> Result<(), ApiError> {
 }
 
 fn check_id(id: &str) -> Result<(), ApiError> {
-    let ok = !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
-    if ok {
+    if fhir_model::is_valid_id(id) {
         Ok(())
     } else {
         Err(ApiError::BadRequest(format!("{id:?} is not a valid FHIR id ([A-Za-z0-9-.]{{1,64}})")))

@@ -20,8 +20,7 @@ use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use fhir_store::{Change, ChangeKind};
-use projections::{Projected, SeriesQuery, Statistic, StatisticValue, VitalSign, WindowStats};
+use projections::{SeriesQuery, Statistic, StatisticValue, VitalSign, WindowStats};
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -375,9 +374,8 @@ fn patient_id(subject: &str) -> Result<String, ApiError> {
     } else {
         subject.strip_prefix("Patient/")
     };
-    let valid = |id: &&str| !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
     relative
-        .filter(valid)
+        .filter(|id| fhir_model::is_valid_id(id))
         .map(str::to_string)
         .ok_or_else(|| bad(format!("subject {subject:?} is not a Patient reference (Patient/<id> or an absolute URL ending in it)")))
 }
@@ -494,39 +492,11 @@ async fn sources(state: &AppState, request: &StatsRequest) -> Result<Vec<Value>,
     let mut kinds: Vec<VitalSign> = request.codes.iter().map(|(_, kind)| *kind).collect();
     kinds.sort();
     kinds.dedup();
-    // `combo-code` matches `code` and `component.code`, so panels come with their components.
-    let codes: Vec<String> = kinds.iter().flat_map(|k| k.loinc_codes()).map(|c| format!("{LOINC}|{c}")).collect();
-    let end = request.end.checked_add(time::Duration::MILLISECOND).unwrap_or(request.end);
-    let params: Vec<(String, String)> = vec![
-        ("subject".into(), format!("Patient/{}", request.patient_id)),
-        ("combo-code".into(), codes.join(",")),
-        ("date".into(), format!("ge{}", fhir_model::format_instant(request.start))),
-        ("date".into(), format!("lt{}", fhir_model::format_instant(end))),
-        ("_count".into(), fhir_model::MAX_PAGE_SIZE.to_string()),
-        ("_total".into(), "none".into()),
-    ];
-    let mut search = fhir_model::parse_search(Some("Observation"), &params, true)?;
-    let mut found: Vec<(OffsetDateTime, Value)> = Vec::new();
-    loop {
-        let page = state.store.search(&search).await?;
-        for resource in page.resources {
-            let body = body_value(&resource)?;
-            let change = Change { seq: resource.seq, kind: ChangeKind::Update, resource };
-            let Projected::Observation { measurements, .. } = projections::project(&change) else { continue };
-            let measured = measurements.iter().find(|m| {
-                kinds.contains(&m.kind)
-                    && m.patient_id.as_deref() == Some(request.patient_id.as_str())
-                    && request.start <= m.measured_at
-                    && m.measured_at < request.end
-            });
-            if let Some(m) = measured {
-                found.push((m.measured_at, body));
-            }
-        }
-        match page.next_cursor {
-            Some(cursor) => search.cursor = Some(cursor),
-            None => break,
-        }
+    let observations = projections::measured_observations(state.store.as_ref(), &request.patient_id, &kinds, request.start, request.end).await?;
+    let mut found: Vec<(OffsetDateTime, Value)> = Vec::with_capacity(observations.len());
+    for (resource, measurements) in observations {
+        let Some(first) = measurements.first() else { continue };
+        found.push((first.measured_at, body_value(&resource)?));
     }
     found.sort_by_key(|(at, _)| *at);
     let skip = found.len().saturating_sub(request.limit);
