@@ -11,8 +11,11 @@ pub enum StoreErrorKind {
     MultipleMatches,
     /// The search cannot be executed (bad cursor) (HTTP 400).
     InvalidQuery,
-    /// The backend failed (I/O, database error, closed) (HTTP 500/503).
+    /// The backend failed (I/O, database error, closed) (HTTP 500).
     Backend,
+    /// The backend cannot be reached right now (no primary, network down); retrying later may
+    /// succeed (HTTP 503).
+    Unavailable,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +30,8 @@ pub enum StoreError {
     InvalidQuery(String),
     #[error("storage backend failed: {message}")]
     Backend { message: String, #[source] source: Option<Box<dyn std::error::Error + Send + Sync>> },
+    #[error("storage backend unavailable: {message}")]
+    Unavailable { message: String, #[source] source: Option<Box<dyn std::error::Error + Send + Sync>> },
 }
 
 impl StoreError {
@@ -37,6 +42,7 @@ impl StoreError {
             StoreError::MultipleMatches { .. } => StoreErrorKind::MultipleMatches,
             StoreError::InvalidQuery(_) => StoreErrorKind::InvalidQuery,
             StoreError::Backend { .. } => StoreErrorKind::Backend,
+            StoreError::Unavailable { .. } => StoreErrorKind::Unavailable,
         }
     }
 

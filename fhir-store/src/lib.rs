@@ -4,14 +4,19 @@
 
 mod error;
 mod model;
+#[cfg(feature = "mongodb")]
+mod mongodb;
 mod sqlite;
 mod store;
 pub mod test_suite;
+mod versioning;
 
 pub use error::{StoreError, StoreErrorKind};
 pub use model::{
     Change, ChangeKind, HistoryEntry, HistoryPage, HistoryRequest, HistoryScope, SearchPage,
     StoredResource, WriteOp, WriteOutcome,
 };
+#[cfg(feature = "mongodb")]
+pub use mongodb::{Deployment, MongoStore, MongoStoreOptions, DEFAULT_DATABASE as DEFAULT_MONGODB_DATABASE};
 pub use sqlite::{SqliteStore, SqliteStoreOptions};
 pub use store::ResourceStore;

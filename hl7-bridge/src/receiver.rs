@@ -90,7 +90,7 @@ fn internal(error: &StoreError) -> Refusal {
 /// What the sender is told of a store failure (the details stay in the log).
 fn cause(error: &StoreError) -> &'static str {
     match error.kind() {
-        StoreErrorKind::Backend => "storage unavailable",
+        StoreErrorKind::Backend | StoreErrorKind::Unavailable => "storage unavailable",
         StoreErrorKind::VersionConflict | StoreErrorKind::AlreadyExists => "concurrent update",
         StoreErrorKind::MultipleMatches => "ambiguous match",
         StoreErrorKind::InvalidQuery => "invalid query",

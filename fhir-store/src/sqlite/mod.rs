@@ -17,7 +17,6 @@ use async_trait::async_trait;
 use fhir_model::SearchQuery;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{ConnectOptions, Row, SqlitePool};
-use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -25,6 +24,7 @@ use crate::{
     Change, ChangeKind, HistoryEntry, HistoryPage, HistoryRequest, HistoryScope, ResourceStore, SearchPage,
     StoreError, StoredResource, WriteOp, WriteOutcome,
 };
+use crate::versioning::instant_from_ms;
 use search::Sql;
 use writer::{Command, Counters, Writer};
 
@@ -152,11 +152,6 @@ fn to_u64(value: i64, what: &str) -> Result<u64, StoreError> {
 /// Clamps a caller's position to SQLite's integer range; no stored seq is that large anyway.
 fn to_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
-}
-
-pub(super) fn instant_from_ms(ms: i64) -> Result<OffsetDateTime, StoreError> {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .map_err(|e| StoreError::backend("timestamp out of range", e))
 }
 
 /// A row of `resources` joined with its current version's body: resource_type, id, version,

@@ -14,21 +14,20 @@
 //! through an in-memory cache of `params`, cleared whenever a savepoint is rolled back (the
 //! rows it inserted are gone then).
 
-use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use std::collections::HashMap;
 
-use fhir_model::{IndexEntry, IndexValue};
-use serde_json::{Map, Value};
+use fhir_model::IndexValue;
+use serde_json::Value;
 use sqlx::{Connection, Row, SqliteConnection};
-use time::macros::format_description;
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
 use super::search::Bind;
-use super::{backend, instant_from_ms, search};
+use super::{backend, search};
+use crate::versioning::{check_expected, extract_index, next_version, stamp, Timestamp};
 use crate::{ChangeKind, StoreError, StoredResource, WriteOp, WriteOutcome};
 
 /// A request to the writer, with the channel its answer goes back on.
@@ -184,22 +183,6 @@ fn failed_batch(
         .collect()
 }
 
-/// The batch's time, as stored (epoch ms) and as written into `meta.lastUpdated`.
-struct Timestamp {
-    ms: i64,
-    instant: OffsetDateTime,
-    text: String,
-}
-
-impl Timestamp {
-    fn new(ms: i64) -> Result<Self, StoreError> {
-        let instant = instant_from_ms(ms)?;
-        let format = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
-        let text = instant.format(format).map_err(|e| StoreError::backend("format lastUpdated", e))?;
-        Ok(Timestamp { ms, instant, text })
-    }
-}
-
 async fn save_checkpoint(conn: &mut SqliteConnection, consumer: &str, seq: u64) -> Result<Vec<WriteOutcome>, StoreError> {
     let seq = i64::try_from(seq)
         .map_err(|_| StoreError::Backend { message: format!("checkpoint seq {seq} out of range"), source: None })?;
@@ -283,7 +266,7 @@ async fn apply_op(
         }
         WriteOp::Update { resource_type, id, body, expected_version } => {
             let current = current(conn, &resource_type, &id).await?;
-            check_expected(&resource_type, &id, expected_version, current)?;
+            check_expected(&resource_type, &id, expected_version, current.and_then(|c| u64::try_from(c.version).ok()))?;
             let kind = if Current::live(current) { ChangeKind::Update } else { ChangeKind::Create };
             let write = VersionWrite { resource_type: &resource_type, id: &id, current, kind, body: Some(body) };
             let stored = write_version(conn, params, pending, write, now).await?;
@@ -291,7 +274,7 @@ async fn apply_op(
         }
         WriteOp::Delete { resource_type, id, expected_version } => {
             let current = current(conn, &resource_type, &id).await?;
-            check_expected(&resource_type, &id, expected_version, current)?;
+            check_expected(&resource_type, &id, expected_version, current.and_then(|c| u64::try_from(c.version).ok()))?;
             if !Current::live(current) {
                 return Ok(WriteOutcome::Deleted(None));
             }
@@ -320,21 +303,6 @@ async fn current(conn: &mut SqliteConnection, resource_type: &str, id: &str) -> 
     .transpose()
 }
 
-fn check_expected(
-    resource_type: &str,
-    id: &str,
-    expected: Option<u64>,
-    current: Option<Current>,
-) -> Result<(), StoreError> {
-    let Some(expected) = expected else { return Ok(()) };
-    let current = current.and_then(|c| u64::try_from(c.version).ok());
-    if current == Some(expected) {
-        Ok(())
-    } else {
-        Err(StoreError::VersionConflict { resource_type: resource_type.into(), id: id.into(), expected, current })
-    }
-}
-
 /// The next version of one resource; a tombstone when `body` is None.
 struct VersionWrite<'a> {
     resource_type: &'a str,
@@ -354,16 +322,13 @@ async fn write_version(
     now: &Timestamp,
 ) -> Result<StoredResource, StoreError> {
     let VersionWrite { resource_type, id, current, kind, body } = write;
-    let version = match current {
-        None => 1,
-        Some(c) => c.version.checked_add(1).ok_or_else(|| StoreError::Backend {
-            message: format!("{resource_type}/{id} has run out of version numbers"),
-            source: None,
-        })?,
-    };
+    let current_version = current.and_then(|c| u64::try_from(c.version).ok());
+    let version = next_version(resource_type, id, current_version)?;
+    let version = i64::try_from(version)
+        .map_err(|_| StoreError::Backend { message: format!("{resource_type}/{id} version out of range"), source: None })?;
     let (bytes, entries) = match body {
         Some(body) => {
-            let body = stamp(body, id, version, now)?;
+            let body = stamp(body, id, version.unsigned_abs(), now)?;
             let entries = extract_index(resource_type, &body)?;
             let bytes = serde_json::to_vec(&body).map_err(|e| StoreError::backend("serialise resource", e))?;
             (Some(bytes), entries)
@@ -431,37 +396,6 @@ async fn write_version(
         deleted: bytes.is_none(),
         body: bytes,
         seq: u64::try_from(seq).unwrap_or_default(),
-    })
-}
-
-/// Sets `id`, `meta.versionId` and `meta.lastUpdated`, keeping the rest of `meta`. `id` and
-/// `meta` go right after `resourceType`, where FHIR JSON conventionally has them.
-fn stamp(mut body: Value, id: &str, version: i64, now: &Timestamp) -> Result<Value, StoreError> {
-    let Value::Object(resource) = &mut body else {
-        return Err(StoreError::Backend { message: "resource body is not a json object".into(), source: None });
-    };
-    let mut meta = match resource.shift_remove("meta") {
-        Some(Value::Object(meta)) => meta,
-        _ => Map::new(),
-    };
-    meta.insert("versionId".into(), Value::String(version.to_string()));
-    meta.insert("lastUpdated".into(), Value::String(now.text.clone()));
-    resource.shift_remove("id");
-    let mut at = 0;
-    if let Some(resource_type) = resource.shift_remove("resourceType") {
-        resource.shift_insert(0, "resourceType".into(), resource_type);
-        at = 1;
-    }
-    resource.shift_insert(at, "id".into(), Value::String(id.into()));
-    resource.shift_insert(at + 1, "meta".into(), Value::Object(meta));
-    Ok(body)
-}
-
-/// `fhir_model::extract_index`, with a panic turned into an error: a bug in extraction for one
-/// odd resource must fail that write, not kill the writer task and with it every later write.
-fn extract_index(resource_type: &str, body: &Value) -> Result<Vec<IndexEntry>, StoreError> {
-    std::panic::catch_unwind(AssertUnwindSafe(|| fhir_model::extract_index(resource_type, body))).map_err(|_| {
-        StoreError::Backend { message: format!("search index extraction failed for {resource_type}"), source: None }
     })
 }
 
