@@ -4,6 +4,7 @@
 
 mod error;
 mod model;
+mod paging;
 #[cfg(feature = "mongodb")]
 mod mongodb;
 mod sqlite;

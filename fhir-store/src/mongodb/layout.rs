@@ -29,6 +29,8 @@
 use fhir_model::{IndexEntry, IndexValue};
 use mongodb::bson::{doc, Bson, Document};
 
+use crate::paging::SNAPSHOT_TTL_SECS;
+
 /// Current version of every resource, tombstones included; `_id` is `Type/id`.
 pub(crate) const RESOURCES: &str = "resources";
 /// Every version ever written; `_id` is its change-feed `seq`.
@@ -49,9 +51,6 @@ pub(crate) const CONTAINS_WINDOW: usize = 64;
 
 /// The most components a composite tuple keeps (R4's largest composites have three).
 pub(crate) const MAX_COMPONENTS: usize = 3;
-
-/// Seconds a sorted search's snapshot lives (the TTL index on `search_snapshots.created`).
-pub(crate) const SNAPSHOT_TTL_SECS: u64 = 600;
 
 /// The `_id` of a resource's document in `RESOURCES`: `Type/id`. Ordering by it is ordering
 /// by type, then id (`/` sorts below every character a type name or an id may hold, except

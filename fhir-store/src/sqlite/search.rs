@@ -52,18 +52,14 @@ use sqlx::{AssertSqlSafe, Row, Sqlite, SqliteConnection};
 use super::schema::INDEX_TABLES;
 use super::writer::MAX_COMPONENTS;
 use super::{backend, current_from_row};
+use crate::paging::{fingerprint, INCLUDE_DEPTH, MAX_INCLUDED, SNAPSHOT_CAP, SNAPSHOT_TTL_SECS};
 use crate::{SearchPage, StoreError, StoredResource};
 
-/// Most matches a sorted search materialises; beyond it, later pages end at this many.
-pub(super) const SNAPSHOT_CAP: usize = 100_000;
 /// How long a sorted search's snapshot stays usable.
-const SNAPSHOT_TTL: Duration = Duration::from_secs(600);
+const SNAPSHOT_TTL: Duration = Duration::from_secs(SNAPSHOT_TTL_SECS);
 /// Most snapshots kept, and most rids over all of them (about 16 MB).
 const MAX_SNAPSHOTS: usize = 256;
 const MAX_SNAPSHOT_RIDS: usize = 2_000_000;
-/// Rounds of `:iterate` includes, and most resources included in one page.
-const INCLUDE_DEPTH: usize = 4;
-const MAX_INCLUDED: usize = 1000;
 /// Rows counted at most per candidate when choosing the driving filter.
 const PROBE_LIMIT: i64 = 256;
 
@@ -237,9 +233,6 @@ impl Snapshots {
     }
 }
 
-fn fingerprint(query: &SearchQuery) -> String {
-    format!("{:?}|{:?}|{:?}|{:?}", query.resource_type, query.types, query.filters, query.sort)
-}
 
 // ----- scope and parameters --------------------------------------------------------------------
 
