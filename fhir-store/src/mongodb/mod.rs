@@ -27,7 +27,7 @@ use mongodb::options::{
     Acknowledgment, ClientOptions, CollectionOptions, IndexOptions, ReadConcern, ReadPreference, SelectionCriteria,
     WriteConcern,
 };
-use mongodb::{Client, Collection, Database, IndexModel};
+use mongodb::{Client, ClientSession, Collection, Database, IndexModel};
 
 use crate::{
     Change, ChangeKind, HistoryEntry, HistoryPage, HistoryRequest, HistoryScope, ResourceStore, SearchPage, StoreError,
@@ -123,17 +123,29 @@ impl MongoStore {
         let deployment = deployment::check(&hello)?;
         let collections = Collections::new(&db);
         create_indexes(&db).await?;
-        collections
+        let store = MongoStore { client, database, deployment, collections };
+        // The counter never falls below the feed (a restored or hand-edited database cannot
+        // make seqs repeat); `$max` creates missing fields and never moves them backwards, so
+        // processes opening at once, or writing meanwhile, are harmless.
+        let last = to_i64(store.last_seq().await?);
+        store
+            .collections
             .counters
             .update_one(
                 doc! { "_id": layout::CHANGE_COUNTER },
-                doc! { "$setOnInsert": { "seq": 0_i64, "lastUpdated": 0_i64 } },
+                doc! { "$max": { "seq": last, "lastUpdated": 0_i64 } },
             )
             .upsert(true)
             .await
             .map_err(store_error("create the change-feed counter"))?;
-        tracing::info!(database = %database, deployment = ?deployment, "mongodb store open");
-        Ok(MongoStore { client, database, deployment, collections })
+        tracing::info!(database = %store.database, deployment = ?store.deployment, "mongodb store open");
+        Ok(store)
+    }
+
+    /// A session whose reads all see one point in time (read concern `snapshot`), so a page
+    /// and its total, or a history page and its count, agree.
+    async fn snapshot_session(&self) -> Result<ClientSession, StoreError> {
+        self.client.start_session().snapshot(true).await.map_err(store_error("start a snapshot session"))
     }
 
     /// The database this store uses.
@@ -281,6 +293,7 @@ impl ResourceStore for MongoStore {
     }
 
     async fn history(&self, request: &HistoryRequest) -> Result<HistoryPage, StoreError> {
+        let mut session = self.snapshot_session().await?;
         // `lastUpdated` never decreases along `seq` (the counter hands out both), so `since`
         // becomes a lower bound on `seq` and every history query stays a range on `_id`.
         let since_seq = match request.since {
@@ -295,6 +308,7 @@ impl ResourceStore for MongoStore {
                     .find_one(doc! { "lastUpdated": { "$gte": since_ms } })
                     .sort(doc! { "lastUpdated": 1, "_id": 1 })
                     .projection(doc! { "_id": 1 })
+                    .session(&mut session)
                     .await
                     .map_err(store_error("find history start"))?;
                 match first {
@@ -316,17 +330,19 @@ impl ResourceStore for MongoStore {
         let mut entries = Vec::new();
         if request.count > 0 {
             let limit = i64::try_from(request.count.saturating_add(1)).unwrap_or(i64::MAX);
-            let docs: Vec<Document> = self
+            let mut cursor = self
                 .collections
                 .versions
                 .find(scope)
                 .sort(doc! { "_id": -1 })
                 .limit(limit)
-                .await
-                .map_err(store_error("read history"))?
-                .try_collect()
+                .session(&mut session)
                 .await
                 .map_err(store_error("read history"))?;
+            let mut docs = Vec::new();
+            while let Some(doc) = cursor.next(&mut session).await {
+                docs.push(doc.map_err(store_error("read history"))?);
+            }
             for doc in &docs {
                 let (kind, resource) = version_from_doc(doc)?;
                 entries.push(HistoryEntry { kind, resource });
@@ -338,12 +354,19 @@ impl ResourceStore for MongoStore {
         } else {
             None
         };
-        let total = self.collections.versions.count_documents(total_filter).await.map_err(store_error("count history"))?;
+        let total = self
+            .collections
+            .versions
+            .count_documents(total_filter)
+            .session(&mut session)
+            .await
+            .map_err(store_error("count history"))?;
         Ok(HistoryPage { entries, next_cursor, total })
     }
 
     async fn search(&self, query: &SearchQuery) -> Result<SearchPage, StoreError> {
-        execute::search(&self.collections, None, query, true).await
+        let mut session = self.snapshot_session().await?;
+        execute::search(&self.collections, Some(&mut session), query, true).await
     }
 
     async fn changes(&self, after_seq: u64, limit: usize) -> Result<Vec<Change>, StoreError> {

@@ -216,7 +216,6 @@ impl Transaction<'_> {
             .collections
             .counters
             .find_one_and_update(doc! { "_id": CHANGE_COUNTER }, update)
-            .upsert(true)
             .return_document(ReturnDocument::After)
             .session(&mut *self.session)
             .await
