@@ -298,4 +298,53 @@ mod tests {
         // Fewer than MongoDB's 64 indexes per collection.
         assert!(specs.iter().filter(|s| s.collection == RESOURCES).count() < 64);
     }
+
+    /// Every official R4 example (the conformance corpus) fits in one MongoDB document with
+    /// its search fields, well under the 16 MiB BSON limit; prints what the index costs.
+    #[test]
+    fn every_r4_example_fits_in_a_document_with_its_index() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../conformance-tests/corpus/r4-examples");
+        let mut sizes: Vec<(usize, usize, usize, String)> = Vec::new();
+        for entry in std::fs::read_dir(&dir).expect("corpus directory") {
+            let path = entry.expect("corpus entry").path();
+            let Ok(text) = std::fs::read_to_string(&path) else { continue };
+            let Ok(body) = serde_json::from_str::<serde_json::Value>(&text) else { continue };
+            let Some(resource_type) = body.get("resourceType").and_then(|t| t.as_str()).map(str::to_string) else { continue };
+            let mut body = body;
+            if let Some(object) = body.as_object_mut() {
+                object.insert("meta".into(), serde_json::json!({"versionId": "1", "lastUpdated": "2026-01-01T00:00:00.000Z"}));
+            }
+            let entries = fhir_model::extract_index(&resource_type, &body);
+            let fields = index_fields(&entries);
+            let suffix_bytes = fields.get_array("sfx").map(|a| bson_len(&doc! { "sfx": a.clone() })).unwrap_or(0);
+            let body_bytes = serde_json::to_vec(&body).expect("json").len();
+            let index_bytes = bson_len(&fields);
+            sizes.push((body_bytes, index_bytes, suffix_bytes, path.file_name().unwrap_or_default().to_string_lossy().into()));
+        }
+        assert!(sizes.len() > 500, "corpus not found in {}", dir.display());
+        let limit = 16 * 1024 * 1024;
+        for (body, index, _, name) in &sizes {
+            assert!(body + index < limit / 2, "{name}: body {body} + index {index} bytes is close to the BSON limit");
+        }
+        let total = |f: fn(&(usize, usize, usize, String)) -> usize| sizes.iter().map(f).sum::<usize>();
+        let (bodies, indexes, suffixes) = (total(|s| s.0), total(|s| s.1), total(|s| s.2));
+        let largest = sizes.iter().max_by_key(|s| s.0 + s.1).expect("one example");
+        println!(
+            "{} examples: bodies {} KiB, search fields {} KiB ({:.2}× the bodies; suffixes for :contains {} KiB); largest {} ({} + {} bytes)",
+            sizes.len(),
+            bodies / 1024,
+            indexes / 1024,
+            indexes as f64 / bodies as f64,
+            suffixes / 1024,
+            largest.3,
+            largest.0,
+            largest.1
+        );
+    }
+
+    fn bson_len(document: &Document) -> usize {
+        let mut bytes = Vec::new();
+        document.to_writer(&mut bytes).expect("bson");
+        bytes.len()
+    }
 }
