@@ -6,10 +6,10 @@
 //! from a fixed script (the `hello` of a standalone server or of a replica-set primary, `ok` for
 //! `createIndexes`, `ping` and `endSessions`, an upsert for every upserting `update`, for every
 //! `find` the documents the test set, unfiltered), and answers anything else with
-//! `CommandNotFound`. It speaks only OP_MSG, the only request opcode
-//! the 3.x driver sends (its handshake is an OP_MSG `isMaster` with `helloOk`, never the legacy
-//! OP_QUERY); any other opcode is recorded as `<opcode N>` and the connection is closed, so a
-//! test sees it instead of the driver timing out for no visible reason.
+//! `CommandNotFound`. It speaks only OP_MSG, the only request opcode the 3.x driver sends (its
+//! handshake is an OP_MSG `isMaster` with `helloOk`, never the legacy OP_QUERY); any other
+//! opcode is recorded as `<opcode N>` and the connection is closed, so a test sees it instead
+//! of the driver timing out for no visible reason.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI32, Ordering};
