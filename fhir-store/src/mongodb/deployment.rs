@@ -37,6 +37,15 @@ pub(crate) fn check(hello: &Document) -> Result<Deployment, StoreError> {
         return Ok(Deployment::Sharded);
     }
     if let Ok(name) = hello.get_str("setName") {
+        // With `directConnection=true` the driver talks to whichever member the URI names; a
+        // secondary would pass the checks above and then fail every write with
+        // `NotWritablePrimary`, reported as an outage. Say what is wrong instead.
+        if !hello.get_bool("isWritablePrimary").unwrap_or(false) {
+            return Err(refused(format!(
+                "the MongoDB server is a member of replica set {name} but not its primary; connect to the set \
+                 (`mongodb://host1,host2/?replicaSet={name}`) rather than directly to one member"
+            )));
+        }
         return Ok(Deployment::ReplicaSet { name: name.to_string() });
     }
     Err(refused(format!(
@@ -77,5 +86,12 @@ mod tests {
         let message = check(&old).unwrap_err().to_string();
         assert!(message.contains("6.0") && message.contains("wire version 13"), "{message}");
         assert!(check(&doc! { "ok": 1.0 }).is_err());
+    }
+
+    #[test]
+    fn a_secondary_reached_directly_is_refused() {
+        let secondary = doc! { "isWritablePrimary": false, "secondary": true, "setName": "rs0", "maxWireVersion": 21, "ok": 1.0 };
+        let message = check(&secondary).unwrap_err().to_string();
+        assert!(message.contains("not its primary") && message.contains("replicaSet=rs0"), "{message}");
     }
 }
