@@ -2,6 +2,7 @@
 //! extracted index values, atomic multi-resource writes and the ordered change feed.
 //! Knows nothing of HTTP.
 
+mod bounds;
 mod error;
 mod model;
 mod paging;

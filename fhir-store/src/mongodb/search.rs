@@ -25,6 +25,7 @@ use fhir_model::{Filter, ParamType, Predicate, Prefix, SearchQuery, SortKey, Tok
 use mongodb::bson::{doc, Bson, Document};
 
 use super::layout::{CONTAINS_WINDOW, MAX_COMPONENTS, RESOURCES};
+use crate::bounds::prefix_successor;
 
 #[cfg(test)]
 #[path = "search_snapshots.rs"]
@@ -438,23 +439,6 @@ fn prefix_range(field: &str, prefix: &str) -> Document {
         range.insert("$lt", upper);
     }
     doc! { field: range }
-}
-
-/// The smallest string greater than every string starting with `prefix`, or None when there
-/// is none (every character is U+10FFFF).
-fn prefix_successor(prefix: &str) -> Option<String> {
-    let mut chars: Vec<char> = prefix.chars().collect();
-    while let Some(last) = chars.pop() {
-        let next = match last {
-            '\u{D7FF}' => Some('\u{E000}'),
-            c => char::from_u32(u32::from(c) + 1),
-        };
-        if let Some(next) = next {
-            chars.push(next);
-            return Some(chars.into_iter().collect());
-        }
-    }
-    None
 }
 
 /// The interval semantics of `Predicate` (the indexed range `[lo, hi)` in fields `lo`, `hi`;

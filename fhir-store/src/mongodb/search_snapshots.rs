@@ -372,15 +372,6 @@ fn mongodb_first_stage_is_one_match_with_the_scope() {
 
 // ----- details ---------------------------------------------------------------------------------
 
-#[test]
-fn mongodb_prefix_successor_bounds_exactly_the_prefixed_strings() {
-    assert_eq!(prefix_successor("smi").as_deref(), Some("smj"));
-    assert_eq!(prefix_successor("a\u{10FFFF}").as_deref(), Some("b"));
-    assert_eq!(prefix_successor("\u{D7FF}").as_deref(), Some("\u{E000}"));
-    assert_eq!(prefix_successor("\u{10FFFF}"), None);
-    assert_eq!(prefix_range("n", "\u{10FFFF}"), doc! { "n": { "$gte": "\u{10FFFF}" } });
-    assert_eq!(prefix_range("n", ""), Document::new());
-}
 
 #[test]
 fn mongodb_contains_windows_cover_the_needle() {

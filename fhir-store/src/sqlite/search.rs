@@ -52,6 +52,7 @@ use sqlx::{AssertSqlSafe, Row, Sqlite, SqliteConnection};
 use super::schema::INDEX_TABLES;
 use super::writer::MAX_COMPONENTS;
 use super::{backend, current_from_row};
+use crate::bounds::prefix_successor;
 use crate::paging::{fingerprint, INCLUDE_DEPTH, MAX_INCLUDED, SNAPSHOT_CAP, SNAPSHOT_TTL_SECS};
 use crate::{SearchPage, StoreError, StoredResource};
 
@@ -568,23 +569,6 @@ fn ranges(prefix: Prefix, lo_col: &str, hi_col: &str, search_lo: Bind, search_hi
         Prefix::Eb => vec![one(&[(hi_col, "<=", lo)])],
         Prefix::Ap => vec![one(&[(lo_col, "<", hi), (hi_col, ">", lo)])],
     }
-}
-
-/// The smallest string greater than every string starting with `prefix`, or None when there
-/// is none (every character is U+10FFFF).
-fn prefix_successor(prefix: &str) -> Option<String> {
-    let mut chars: Vec<char> = prefix.chars().collect();
-    while let Some(last) = chars.pop() {
-        let next = match last {
-            '\u{D7FF}' => Some('\u{E000}'),
-            c => char::from_u32(u32::from(c) + 1),
-        };
-        if let Some(next) = next {
-            chars.push(next);
-            return Some(chars.into_iter().collect());
-        }
-    }
-    None
 }
 
 /// The leaves of `any_of`, grouped by table (a parameter's predicates normally share one).
@@ -1454,13 +1438,5 @@ mod tests {
         for bad in ["", "0", "zz", "50617469656e74", "r", "r-1", "r1x", "s", "s.1", "sxyz.1", "s0af3.", "s0af3.-1"] {
             assert_eq!(Cursor::decode(bad).unwrap_err().kind(), crate::StoreErrorKind::InvalidQuery, "{bad}");
         }
-    }
-
-    #[test]
-    fn prefix_successor_bounds_exactly_the_prefixed_strings() {
-        assert_eq!(prefix_successor("smi").as_deref(), Some("smj"));
-        assert_eq!(prefix_successor("a\u{10FFFF}").as_deref(), Some("b"));
-        assert_eq!(prefix_successor("\u{D7FF}").as_deref(), Some("\u{E000}"));
-        assert_eq!(prefix_successor("\u{10FFFF}"), None);
     }
 }
