@@ -10,6 +10,15 @@
 //! fhir_store::store_test_suite!(fresh);
 //! ```
 //!
+//! A backend that needs a server the machine may not have (MongoDB) uses the `optional` form:
+//! its function returns `None` when there is nothing to test against, after printing
+//! `skipped: <why>`, and every case then passes without running.
+//!
+//! ```ignore
+//! async fn fresh() -> Option<(Arc<dyn ResourceStore>, TestDatabase)> { ... }
+//! fhir_store::store_test_suite!(fresh, optional);
+//! ```
+//!
 //! The basic cases build `SearchQuery` values directly, so a failure there points at the store
 //! and not at the parser; they rely on the standard R4 parameters `Patient.family`,
 //! `Patient.name`, `Patient.identifier`, `Observation.code`, `Observation.date`,
@@ -35,11 +44,19 @@ use crate::{
 pub type Store = Arc<dyn ResourceStore>;
 
 /// Instantiates every case of the suite as a `#[tokio::test]` in the calling test file.
-/// `$fresh` is an async function returning `(Arc<dyn ResourceStore>, guard)`.
+/// `$fresh` is an async function returning `(Arc<dyn ResourceStore>, guard)`; with `optional`,
+/// one returning `Option<(Arc<dyn ResourceStore>, guard)>`, where `None` (the function prints
+/// `skipped: <why>`) makes every case return at once.
 #[macro_export]
 macro_rules! store_test_suite {
     ($fresh:path) => {
-        $crate::store_test_suite!(@cases $fresh;
+        $crate::store_test_suite!(@list $fresh, required);
+    };
+    ($fresh:path, optional) => {
+        $crate::store_test_suite!(@list $fresh, optional);
+    };
+    (@list $fresh:path, $mode:ident) => {
+        $crate::store_test_suite!(@cases $fresh, $mode;
             create_read_vread,
             create_keeps_other_meta,
             create_existing_id_fails,
@@ -78,13 +95,26 @@ macro_rules! store_test_suite {
             checkpoints,
         );
     };
-    (@cases $fresh:path; $($case:ident),* $(,)?) => {
+    (@cases $fresh:path, required; $($case:ident),* $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $case() {
                 let (store, guard) = $fresh().await;
                 $crate::test_suite::$case(store).await;
                 // The store goes first (moved into the case); the guard outlives it.
+                drop(guard);
+            }
+        )*
+    };
+    (@cases $fresh:path, optional; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                // `None`: the backend is not available here and `$fresh` said why.
+                let Some((store, guard)) = $fresh().await else { return };
+                $crate::test_suite::$case(store).await;
+                // The store goes first (moved into the case); the guard outlives it, and is
+                // dropped during unwinding too when the case fails.
                 drop(guard);
             }
         )*

@@ -3,11 +3,8 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Arc;
-
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use fhir_store::{ResourceStore, SqliteStore, SqliteStoreOptions};
 use projections::{Follower, FollowerOptions, Progress};
 use tessera_server::{init_telemetry, Application, Projections, Settings};
 
@@ -74,19 +71,17 @@ fn main() -> anyhow::Result<()> {
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     let _telemetry = init_telemetry(&settings.log, settings.otlp_endpoint.as_deref())?;
     let addr = settings.http_addr.clone();
-    let data_dir = settings.data_dir.display().to_string();
+    // Names the store without the connection string's credentials.
+    let store = settings.store_description();
     let app = Application::build(settings).await?;
-    tracing::info!(%addr, port = app.port(), %data_dir, base_url = %app.base_url(), "serving fhir r4");
+    tracing::info!(%addr, port = app.port(), %store, base_url = %app.base_url(), "serving fhir r4");
     app.run_until_stopped().await.context("http server failed")
 }
 
 async fn projections_command(settings: Settings, command: ProjectionsCommand) -> anyhow::Result<()> {
     let _telemetry = init_telemetry(&settings.log, settings.otlp_endpoint.as_deref())?;
-    let store: Arc<dyn ResourceStore> = Arc::new(
-        SqliteStore::open(SqliteStoreOptions::new(settings.data_dir.clone()))
-            .await
-            .with_context(|| format!("opening the store in {}", settings.data_dir.display()))?,
-    );
+    // The same store the server opens with these settings (MongoDB or the data dir).
+    let store = Application::open_store(&settings).await?;
     let projections = Projections::from_settings(&settings, &store)?;
     match command {
         ProjectionsCommand::Check { name } => {

@@ -60,6 +60,13 @@ pub struct Settings {
     pub tsdb_token: Option<String>,
     /// Most changes a projection applies in one batch (`TESSERA_PROJECTION_BATCH_SIZE`).
     pub projection_batch_size: usize,
+    /// MongoDB connection string of the production store; when set, the store is MongoDB
+    /// instead of the embedded SQLite store in `data_dir` (`TESSERA_MONGODB_URI`; an empty
+    /// value means unset). It may carry a password: log [`Settings::store_description`] instead.
+    pub mongodb_uri: Option<String>,
+    /// MongoDB database of the store; unset: the database in the URI's path, else `tessera`
+    /// (`TESSERA_MONGODB_DATABASE`).
+    pub mongodb_database: Option<String>,
 }
 
 /// The conventional HL7 port on the loopback interface.
@@ -89,6 +96,8 @@ impl Default for Settings {
             tsdb_bucket: None,
             tsdb_token: None,
             projection_batch_size: 1000,
+            mongodb_uri: None,
+            mongodb_database: None,
         }
     }
 }
@@ -128,6 +137,8 @@ const ENV_KEYS: &[&str] = &[
     "TSDB_BUCKET",
     "TSDB_TOKEN",
     "PROJECTION_BATCH_SIZE",
+    "MONGODB_URI",
+    "MONGODB_DATABASE",
 ];
 
 /// `TESSERA_*` names that belong to tests and CI, not to the server.
@@ -169,8 +180,14 @@ impl Settings {
             };
             table.insert(key, parsed);
         }
-        let settings = Settings::deserialize(toml::Value::Table(table))
+        let mut settings = Settings::deserialize(toml::Value::Table(table))
             .map_err(|e| SettingsError::Value { key: "settings".into(), message: e.to_string() })?;
+        // An empty value switches MongoDB off again (e.g. an environment overriding the file).
+        for value in [&mut settings.mongodb_uri, &mut settings.mongodb_database] {
+            if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                *value = None;
+            }
+        }
         settings.check()?;
         Ok(settings)
     }
@@ -198,6 +215,23 @@ impl Settings {
             "none" => Ok(projections::AlertRules::parse("").expect("no rules parse")),
             text => projections::AlertRules::parse(text)
                 .map_err(|e| SettingsError::Value { key: "alert_rules".into(), message: e.to_string() }),
+        }
+    }
+
+    /// Which store these settings name, in words fit for logs and errors: "MongoDB database
+    /// `tessera` at mongodb://***@db1:27017/?replicaSet=rs0" (credentials redacted) or "the
+    /// data dir ./data".
+    pub fn store_description(&self) -> String {
+        match &self.mongodb_uri {
+            Some(uri) => {
+                let database = self
+                    .mongodb_database
+                    .clone()
+                    .or_else(|| connection_string_database(uri))
+                    .unwrap_or_else(|| fhir_store::DEFAULT_MONGODB_DATABASE.to_string());
+                format!("MongoDB database `{database}` at {}", redact_connection_string(uri))
+            }
+            None => format!("the data dir {}", self.data_dir.display()),
         }
     }
 
@@ -241,8 +275,63 @@ impl Settings {
         if self.max_body_bytes == 0 {
             return Err(SettingsError::Value { key: "max_body_bytes".into(), message: "must be positive".into() });
         }
+        if let Some(database) = &self.mongodb_database {
+            check_mongodb_database_name(database)
+                .map_err(|message| SettingsError::Value { key: "mongodb_database".into(), message })?;
+        }
         Ok(())
     }
+}
+
+/// MongoDB's rules for a database name (on any platform): not empty, shorter than 64 bytes,
+/// none of `/\. "$*<>:|?` nor NUL.
+fn check_mongodb_database_name(name: &str) -> Result<(), String> {
+    if name.len() >= 64 {
+        return Err(format!("{name:?} is {} bytes long; MongoDB database names are shorter than 64 bytes", name.len()));
+    }
+    match name.chars().find(|c| "/\\. \"$*<>:|?\0".contains(*c)) {
+        Some(c) => Err(format!("{name:?} contains {c:?}, which MongoDB does not allow in a database name")),
+        None => Ok(()),
+    }
+}
+
+/// A connection string fit for logs and error messages: the credentials before the host
+/// (`user:password@`) become `***@`, and so do the values of the options that can hold secrets.
+/// Anything that does not look like `scheme://…` is hidden entirely.
+pub(crate) fn redact_connection_string(uri: &str) -> String {
+    let Some(scheme_end) = uri.find("://") else { return "***".to_string() };
+    let (scheme, rest) = uri.split_at(scheme_end + 3);
+    // A password with an unencoded `@`, `/` or `?` would fool a parser; the last `@` of the whole
+    // string is after any password, so everything up to it goes (at worst hosts go with it).
+    let rest = match rest.rfind('@') {
+        Some(at) => format!("***{}", &rest[at..]),
+        None => rest.to_string(),
+    };
+    let Some((head, query)) = rest.split_once('?') else { return format!("{scheme}{rest}") };
+    let options: Vec<String> = query
+        .split('&')
+        .map(|option| match option.split_once('=') {
+            Some((key, _)) if SECRET_OPTIONS.iter().any(|secret| key.eq_ignore_ascii_case(secret)) => format!("{key}=***"),
+            _ => option.to_string(),
+        })
+        .collect();
+    format!("{scheme}{head}?{}", options.join("&"))
+}
+
+/// Connection string options whose values can be secrets.
+const SECRET_OPTIONS: &[&str] = &["authMechanismProperties", "tlsCertificateKeyFilePassword", "password"];
+
+/// The database named in a MongoDB connection string's path (`mongodb://host/db?…` → `db`),
+/// percent-decoded, as the driver reads it.
+pub(crate) fn connection_string_database(uri: &str) -> Option<String> {
+    let rest = &uri[uri.find("://")? + 3..];
+    let rest = rest.split('?').next().unwrap_or(rest);
+    // The path starts at the first `/` after the credentials (`@` ends them when present).
+    let hosts_start = rest.rfind('@').map_or(0, |at| at + 1);
+    let path = &rest[hosts_start..];
+    let database = &path[path.find('/')? + 1..];
+    let decoded = percent_encoding::percent_decode_str(database).decode_utf8().ok()?;
+    (!decoded.is_empty()).then(|| decoded.into_owned())
 }
 
 #[cfg(test)]
@@ -288,6 +377,87 @@ mod tests {
         assert_eq!(offset("").unwrap(), None);
         let err = offset("0100").unwrap_err().to_string();
         assert!(err.contains("hl7_local_offset"), "{err}");
+    }
+
+    #[test]
+    fn mongodb_settings_load_from_file_and_environment() {
+        let defaults = Settings::load_from(None, &BTreeMap::new()).unwrap();
+        assert_eq!((defaults.mongodb_uri, defaults.mongodb_database), (None, None));
+
+        let s = Settings::load_from(
+            None,
+            &env(&[
+                ("TESSERA_MONGODB_URI", "mongodb://db1:27017,db2:27017/?replicaSet=rs0"),
+                ("TESSERA_MONGODB_DATABASE", "fhir_prod"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.mongodb_uri.as_deref(), Some("mongodb://db1:27017,db2:27017/?replicaSet=rs0"));
+        assert_eq!(s.mongodb_database.as_deref(), Some("fhir_prod"));
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tessera.toml");
+        std::fs::write(&file, "mongodb_uri = \"mongodb://file-host/?replicaSet=rs0\"\nmongodb_database = \"from_file\"\n").unwrap();
+        let s = Settings::load_from(Some(&file), &env(&[("TESSERA_MONGODB_DATABASE", "from_env")])).unwrap();
+        assert_eq!(s.mongodb_uri.as_deref(), Some("mongodb://file-host/?replicaSet=rs0"));
+        assert_eq!(s.mongodb_database.as_deref(), Some("from_env"));
+        // An empty value in the environment switches the file's MongoDB off again.
+        let s = Settings::load_from(Some(&file), &env(&[("TESSERA_MONGODB_URI", ""), ("TESSERA_MONGODB_DATABASE", " ")])).unwrap();
+        assert_eq!((s.mongodb_uri, s.mongodb_database), (None, None));
+    }
+
+    #[test]
+    fn mongodb_database_name_is_checked() {
+        let load = |name: &str| Settings::load_from(None, &env(&[("TESSERA_MONGODB_DATABASE", name)]));
+        assert!(load("tessera_2024").is_ok());
+        for bad in ["a.b", "a/b", "a b", "a$b", "x\0y"] {
+            let err = load(bad).unwrap_err().to_string();
+            assert!(err.contains("mongodb_database"), "{bad:?}: {err}");
+        }
+        let err = load(&"d".repeat(64)).unwrap_err().to_string();
+        assert!(err.contains("64 bytes"), "{err}");
+    }
+
+    #[test]
+    fn connection_strings_are_redacted_for_logs() {
+        assert_eq!(
+            redact_connection_string("mongodb://tessera:s3cret@db1:27017,db2:27017/fhir?replicaSet=rs0"),
+            "mongodb://***@db1:27017,db2:27017/fhir?replicaSet=rs0"
+        );
+        // A password with unencoded `@`, `/` and `?` still does not leak.
+        let tricky = redact_connection_string("mongodb+srv://u:p@ss/w?rd@cluster.example.net/?retryWrites=true");
+        assert!(!tricky.contains("ss/w") && !tricky.contains("rd@") && tricky.contains("cluster.example.net"), "{tricky}");
+        assert_eq!(
+            redact_connection_string("mongodb://h/?authMechanism=MONGODB-AWS&authMechanismProperties=AWS_SESSION_TOKEN:tok&replicaSet=rs0"),
+            "mongodb://h/?authMechanism=MONGODB-AWS&authMechanismProperties=***&replicaSet=rs0"
+        );
+        assert_eq!(redact_connection_string("mongodb://127.0.0.1:27017/"), "mongodb://127.0.0.1:27017/");
+        assert_eq!(redact_connection_string("user:pass@host"), "***");
+    }
+
+    #[test]
+    fn store_description_names_the_store_without_secrets() {
+        let sqlite = Settings::load_from(None, &env(&[("TESSERA_DATA_DIR", "/var/lib/tessera")])).unwrap();
+        assert_eq!(sqlite.store_description(), "the data dir /var/lib/tessera");
+        let mongo = |pairs: &[(&str, &str)]| Settings::load_from(None, &env(pairs)).unwrap().store_description();
+        assert_eq!(
+            mongo(&[("TESSERA_MONGODB_URI", "mongodb://u:pw@h:27017/?replicaSet=rs0")]),
+            "MongoDB database `tessera` at mongodb://***@h:27017/?replicaSet=rs0"
+        );
+        assert_eq!(mongo(&[("TESSERA_MONGODB_URI", "mongodb://h/fhir")]), "MongoDB database `fhir` at mongodb://h/fhir");
+        assert_eq!(
+            mongo(&[("TESSERA_MONGODB_URI", "mongodb://h/fhir"), ("TESSERA_MONGODB_DATABASE", "other")]),
+            "MongoDB database `other` at mongodb://h/fhir"
+        );
+    }
+
+    #[test]
+    fn connection_string_database_is_the_path() {
+        assert_eq!(connection_string_database("mongodb://h:27017/fhir?replicaSet=rs0").as_deref(), Some("fhir"));
+        assert_eq!(connection_string_database("mongodb://u:p/x@h/fhir%5Fprod").as_deref(), Some("fhir_prod"));
+        assert_eq!(connection_string_database("mongodb://h:27017/?replicaSet=rs0"), None);
+        assert_eq!(connection_string_database("mongodb://h:27017"), None);
+        assert_eq!(connection_string_database("nonsense"), None);
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Start-up wiring: opens the store, binds the HTTP listener (and the MLLP listener when
+//! Start-up wiring: opens the configured store (MongoDB when `mongodb_uri` is set, else the
+//! embedded SQLite store in the data dir), binds the HTTP listener (and the MLLP listener when
 //! configured) and builds the actix application.
 
 use std::net::{SocketAddr, TcpListener};
@@ -7,7 +8,7 @@ use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
-use fhir_store::{ResourceStore, SqliteStore, SqliteStoreOptions, StoreError};
+use fhir_store::{MongoStore, MongoStoreOptions, ResourceStore, SqliteStore, SqliteStoreOptions, StoreError};
 use hl7_bridge::mllp::{MllpConfig, MllpError, MllpServer, TlsFiles};
 use hl7_bridge::{Receiver, ReceiverOptions};
 
@@ -17,8 +18,10 @@ use crate::Settings;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
-    #[error("cannot open the store in {dir}: {source}")]
-    Store { dir: String, source: StoreError },
+    /// `store` says what was tried: "MongoDB database `tessera` at mongodb://…" or "the data
+    /// dir ./data" (connection strings redacted).
+    #[error("cannot open {store}: {source}")]
+    Store { store: String, source: StoreError },
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: String, source: std::io::Error },
     #[error("cannot start the MLLP listener: {0}")]
@@ -35,14 +38,31 @@ pub struct Application {
 }
 
 impl Application {
-    /// Opens the embedded store in `settings.data_dir` and binds `settings.http_addr`
+    /// Opens the configured store ([`Application::open_store`]) and binds `settings.http_addr`
     /// (port 0 picks a free port).
     pub async fn build(settings: Settings) -> Result<Application, StartupError> {
-        let options = SqliteStoreOptions::new(settings.data_dir.clone());
-        let store = SqliteStore::open(options)
-            .await
-            .map_err(|source| StartupError::Store { dir: settings.data_dir.display().to_string(), source })?;
-        Application::build_with_store(settings, Arc::new(store)).await
+        let store = Application::open_store(&settings).await?;
+        Application::build_with_store(settings, store).await
+    }
+
+    /// Opens the store the settings name: MongoDB when `mongodb_uri` is set, else the embedded
+    /// SQLite store in `data_dir`. The server and `tessera projections` both open theirs here,
+    /// so they always work on the same data.
+    pub async fn open_store(settings: &Settings) -> Result<Arc<dyn ResourceStore>, StartupError> {
+        let failed = |source| StartupError::Store { store: settings.store_description(), source };
+        match &settings.mongodb_uri {
+            Some(uri) => {
+                let options =
+                    MongoStoreOptions { database: settings.mongodb_database.clone(), ..MongoStoreOptions::new(uri.clone()) };
+                let store = MongoStore::open(options).await.map_err(failed)?;
+                Ok(Arc::new(store))
+            }
+            None => {
+                let options = SqliteStoreOptions::new(settings.data_dir.clone());
+                let store = SqliteStore::open(options).await.map_err(failed)?;
+                Ok(Arc::new(store))
+            }
+        }
     }
 
     /// As `build`, with a store chosen by the caller (any backend).
