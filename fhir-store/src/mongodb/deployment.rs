@@ -19,7 +19,9 @@ pub enum Deployment {
 
 /// How to turn a standalone `mongod` into a single-node replica set, for the refusal message.
 pub(crate) const SINGLE_NODE_REPLICA_SET_HINT: &str = "start mongod with `--replSet rs0` (or `replication.replSetName: rs0` in mongod.conf), \
-run `mongosh --eval 'rs.initiate()'` once, and connect with `mongodb://host:27017/?replicaSet=rs0`";
+run `mongosh --eval 'rs.initiate({_id: \"rs0\", members: [{_id: 0, host: \"127.0.0.1:27017\"}]})'` once (a bare `rs.initiate()` \
+registers the host name, which must then resolve to an address mongod listens on), and connect with \
+`mongodb://127.0.0.1:27017/?replicaSet=rs0`";
 
 /// Classifies the answer of the `hello` command, refusing what cannot run transactions.
 pub(crate) fn check(hello: &Document) -> Result<Deployment, StoreError> {
@@ -77,7 +79,7 @@ mod tests {
         let standalone = doc! { "isWritablePrimary": true, "maxWireVersion": 21, "ok": 1.0 };
         let message = check(&standalone).unwrap_err().to_string();
         assert!(message.contains("standalone"), "{message}");
-        assert!(message.contains("--replSet rs0") && message.contains("rs.initiate()"), "{message}");
+        assert!(message.contains("--replSet rs0") && message.contains("rs.initiate("), "{message}");
     }
 
     #[test]
