@@ -3,6 +3,9 @@
 //! cursors.
 
 use fhir_model::SearchQuery;
+use time::OffsetDateTime;
+
+use crate::HistoryEntry;
 
 /// Most matches a sorted search materialises; beyond it, later pages end at this many.
 pub(crate) const SNAPSHOT_CAP: usize = 100_000;
@@ -16,4 +19,22 @@ pub(crate) const MAX_INCLUDED: usize = 1000;
 /// replayed with another search.
 pub(crate) fn fingerprint(query: &SearchQuery) -> String {
     format!("{:?}|{:?}|{:?}|{:?}", query.resource_type, query.types, query.filters, query.sort)
+}
+
+/// History's `since` as the epoch millisecond it starts at: stored times are whole
+/// milliseconds, so `>= since` means `>=` its ceiling.
+pub(crate) fn since_ms(since: OffsetDateTime) -> i64 {
+    let nanos = since.unix_timestamp_nanos();
+    let ceiling = nanos.div_euclid(1_000_000) + i128::from(nanos.rem_euclid(1_000_000) > 0);
+    i64::try_from(ceiling).unwrap_or(if ceiling < 0 { i64::MIN } else { i64::MAX })
+}
+
+/// Cuts a history page read with one entry more than `count` back to `count`, and returns the
+/// cursor of the next (older) page when that extra entry was there.
+pub(crate) fn history_page_end(entries: &mut Vec<HistoryEntry>, count: usize) -> Option<u64> {
+    if entries.len() <= count {
+        return None;
+    }
+    entries.truncate(count);
+    entries.last().map(|entry| entry.resource.seq)
 }

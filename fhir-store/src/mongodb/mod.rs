@@ -34,6 +34,7 @@ use crate::{
     StoredResource, WriteOp, WriteOutcome,
 };
 pub use deployment::Deployment;
+use crate::paging::{history_page_end, since_ms};
 use crate::versioning::instant_from_ms;
 use errors::store_error;
 use layout::{IndexSpec, CHECKPOINTS, COUNTERS, RESOURCES, SNAPSHOTS, VERSIONS};
@@ -299,9 +300,7 @@ impl ResourceStore for MongoStore {
         let since_seq = match request.since {
             None => 0,
             Some(since) => {
-                let nanos = since.unix_timestamp_nanos();
-                let ceiling = nanos.div_euclid(1_000_000) + i128::from(nanos.rem_euclid(1_000_000) > 0);
-                let since_ms = i64::try_from(ceiling).unwrap_or(if ceiling < 0 { i64::MIN } else { i64::MAX });
+                let since_ms = since_ms(since);
                 let first = self
                     .collections
                     .versions
@@ -348,12 +347,7 @@ impl ResourceStore for MongoStore {
                 entries.push(HistoryEntry { kind, resource });
             }
         }
-        let next_cursor = if entries.len() > request.count {
-            entries.truncate(request.count);
-            entries.last().map(|entry| entry.resource.seq)
-        } else {
-            None
-        };
+        let next_cursor = history_page_end(&mut entries, request.count);
         let total = self
             .collections
             .versions

@@ -24,6 +24,7 @@ use crate::{
     Change, ChangeKind, HistoryEntry, HistoryPage, HistoryRequest, HistoryScope, ResourceStore, SearchPage,
     StoreError, StoredResource, WriteOp, WriteOutcome,
 };
+use crate::paging::{history_page_end, since_ms};
 use crate::versioning::instant_from_ms;
 use search::Sql;
 use writer::{Command, Counters, Writer};
@@ -240,10 +241,7 @@ impl ResourceStore for SqliteStore {
         let since_seq = match request.since {
             None => 0,
             Some(since) => {
-                // Stored times are whole milliseconds, so `>= since` means `>=` its ceiling.
-                let nanos = since.unix_timestamp_nanos();
-                let ceiling = nanos.div_euclid(1_000_000) + i128::from(nanos.rem_euclid(1_000_000) > 0);
-                let since_ms = i64::try_from(ceiling).unwrap_or(if ceiling < 0 { i64::MIN } else { i64::MAX });
+                let since_ms = since_ms(since);
                 let first: Option<i64> = sqlx::query_scalar(
                     "SELECT seq FROM versions WHERE last_updated >= ? ORDER BY last_updated, seq LIMIT 1",
                 )
@@ -290,12 +288,7 @@ impl ResourceStore for SqliteStore {
                 entries.push(HistoryEntry { kind, resource });
             }
         }
-        let next_cursor = if entries.len() > request.count {
-            entries.truncate(request.count);
-            entries.last().map(|entry| entry.resource.seq)
-        } else {
-            None
-        };
+        let next_cursor = history_page_end(&mut entries, request.count);
 
         let mut total = Sql::default();
         total.push("SELECT count(*) FROM versions WHERE ");
