@@ -21,45 +21,25 @@ use mongodb::{ClientSession, Collection};
 use super::errors::store_error;
 use super::search::{match_stages, scope_of, sort_stages};
 use super::{current_from_doc, field_i64, resource_projection, Collections};
-use crate::paging::{fingerprint, INCLUDE_DEPTH, MAX_INCLUDED, SNAPSHOT_CAP};
+use crate::paging::{fingerprint, CursorKey, INCLUDE_DEPTH, MAX_INCLUDED, SNAPSHOT_CAP};
 use crate::{SearchPage, StoreError, StoredResource};
 
 /// Keys per `search_snapshots` document (well below BSON's 16 MB document limit).
 const SNAPSHOT_CHUNK: usize = 10_000;
 
-/// Where the next page starts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Cursor {
-    /// Default order: after this `Type/id` key. Encoded `k<Type/id>`.
-    After { key: String },
-    /// Sorted: at `offset` of snapshot `snapshot`. Encoded `s<snapshot>.<offset>`.
-    Snapshot { snapshot: String, offset: usize },
-}
+/// Where the next page starts: after a `Type/id` key (encoded `k<Type/id>`), or in a snapshot.
+pub(crate) type Cursor = crate::paging::Cursor<String>;
 
-impl Cursor {
-    pub(crate) fn encode(&self) -> String {
-        match self {
-            Cursor::After { key } => format!("k{key}"),
-            Cursor::Snapshot { snapshot, offset } => format!("s{snapshot}.{offset}"),
-        }
+impl CursorKey for String {
+    const TAG: char = 'k';
+
+    fn to_text(&self) -> String {
+        self.clone()
     }
 
-    pub(crate) fn decode(text: &str) -> Result<Cursor, StoreError> {
-        let malformed = || StoreError::InvalidQuery(format!("malformed cursor {text:?}"));
-        if let Some(rest) = text.strip_prefix('s') {
-            let (snapshot, offset) = rest.split_once('.').ok_or_else(malformed)?;
-            let offset = offset.parse().map_err(|_| malformed())?;
-            if snapshot.is_empty() || !snapshot.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(malformed());
-            }
-            return Ok(Cursor::Snapshot { snapshot: snapshot.to_string(), offset });
-        }
-        let key = text.strip_prefix('k').ok_or_else(malformed)?;
-        let (resource_type, id) = key.split_once('/').ok_or_else(malformed)?;
-        if !fhir_model::is_resource_type(resource_type) || !fhir_model::is_valid_id(id) {
-            return Err(malformed());
-        }
-        Ok(Cursor::After { key: key.to_string() })
+    fn from_text(text: &str) -> Option<String> {
+        let (resource_type, id) = text.split_once('/')?;
+        (fhir_model::is_resource_type(resource_type) && fhir_model::is_valid_id(id)).then(|| text.to_string())
     }
 }
 

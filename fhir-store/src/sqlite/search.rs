@@ -53,7 +53,7 @@ use super::schema::INDEX_TABLES;
 use super::writer::MAX_COMPONENTS;
 use super::{backend, current_from_row};
 use crate::bounds::prefix_successor;
-use crate::paging::{fingerprint, INCLUDE_DEPTH, MAX_INCLUDED, SNAPSHOT_CAP, SNAPSHOT_TTL_SECS};
+use crate::paging::{fingerprint, CursorKey, INCLUDE_DEPTH, MAX_INCLUDED, SNAPSHOT_CAP, SNAPSHOT_TTL_SECS};
 use crate::{SearchPage, StoreError, StoredResource};
 
 /// How long a sorted search's snapshot stays usable.
@@ -160,39 +160,18 @@ impl Sql {
 }
 
 
-/// Where the next page starts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Cursor {
-    /// Default order: after this resource key. A resource keeps its `rid` for life, so the
-    /// boundary does not move whatever is written between pages. Encoded `r<rid>`.
-    After { rid: i64 },
-    /// Sorted: at `offset` of snapshot `snapshot`. Encoded `s<snapshot>.<offset>`.
-    Snapshot { snapshot: String, offset: usize },
-}
+/// Where the next page starts: after a resource key `rid` (encoded `r<rid>`), or in a snapshot.
+pub(super) type Cursor = crate::paging::Cursor<i64>;
 
-impl Cursor {
-    pub(super) fn encode(&self) -> String {
-        match self {
-            Cursor::After { rid } => format!("r{rid}"),
-            Cursor::Snapshot { snapshot, offset } => format!("s{snapshot}.{offset}"),
-        }
+impl CursorKey for i64 {
+    const TAG: char = 'r';
+
+    fn to_text(&self) -> String {
+        self.to_string()
     }
 
-    pub(super) fn decode(text: &str) -> Result<Cursor, StoreError> {
-        let malformed = || StoreError::InvalidQuery(format!("malformed cursor {text:?}"));
-        if let Some(rest) = text.strip_prefix('s') {
-            let (snapshot, offset) = rest.split_once('.').ok_or_else(malformed)?;
-            let offset = offset.parse().map_err(|_| malformed())?;
-            if snapshot.is_empty() || !snapshot.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(malformed());
-            }
-            return Ok(Cursor::Snapshot { snapshot: snapshot.to_string(), offset });
-        }
-        let rid = text.strip_prefix('r').filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()));
-        match rid.and_then(|d| d.parse().ok()) {
-            Some(rid) => Ok(Cursor::After { rid }),
-            None => Err(malformed()),
-        }
+    fn from_text(text: &str) -> Option<i64> {
+        text.bytes().all(|b| b.is_ascii_digit()).then(|| text.parse().ok()).flatten()
     }
 }
 
@@ -855,7 +834,7 @@ fn select_matches(set: &MatchSet, types: &Types, extra: &str, after: Option<&Cur
             }
         }
     }
-    if let Some(Cursor::After { rid }) = after {
+    if let Some(Cursor::After { key: rid }) = after {
         sql.push(" AND r.rid > ");
         sql.int(*rid);
     }
@@ -1025,7 +1004,7 @@ pub(super) async fn execute(
                 let mut sql = Sql::new("SELECT r.rid FROM (SELECT rid FROM (");
                 sql.append(driver.clone());
                 sql.push(")");
-                if let Some(Cursor::After { rid }) = &cursor {
+                if let Some(Cursor::After { key: rid }) = &cursor {
                     sql.push(" WHERE rid > ");
                     sql.int(*rid);
                 }
@@ -1048,7 +1027,7 @@ pub(super) async fn execute(
         if more {
             next_cursor = page
                 .last()
-                .map(|(rid, _)| Cursor::After { rid: *rid }.encode());
+                .map(|(rid, _)| Cursor::After { key: *rid }.encode());
         }
     }
     finish(conn, query, &params, page, next_cursor, counted).await
@@ -1284,7 +1263,7 @@ mod tests {
     async fn patient_name_search_uses_indexes() {
         let q = query("Patient", vec![filter("name", vec![Predicate::StringStartsWith("smi".into())])]);
         check(&q, None, &["idx_string"]).await;
-        let cursor = Cursor::After { rid: 7 };
+        let cursor = Cursor::After { key: 7 };
         check(&q, Some(&cursor), &["idx_string"]).await;
         for predicate in [Predicate::StringExact("Smith".into()), Predicate::StringContains("mit".into())] {
             check(&query("Patient", vec![filter("name", vec![predicate])]), None, &["idx_string"]).await;
@@ -1409,7 +1388,7 @@ mod tests {
         check(&system, None, &["idx_token"]).await;
         system.types = vec!["Patient".into(), "Observation".into()];
         check(&system, None, &["idx_token"]).await;
-        let cursor = Cursor::After { rid: 7 };
+        let cursor = Cursor::After { key: 7 };
         check(&SearchQuery::all(Some("Patient")), Some(&cursor), &["r"]).await;
         let mut types = SearchQuery::all(None);
         types.types = vec!["Patient".into(), "Observation".into()];
@@ -1431,7 +1410,7 @@ mod tests {
 
     #[test]
     fn cursor_round_trips_and_rejects_garbage() {
-        let after = Cursor::After { rid: 4711 };
+        let after = Cursor::After { key: 4711 };
         assert_eq!(Cursor::decode(&after.encode()).unwrap(), after);
         let snapshot = Cursor::Snapshot { snapshot: "0af3".into(), offset: 40 };
         assert_eq!(Cursor::decode(&snapshot.encode()).unwrap(), snapshot);
