@@ -3,6 +3,7 @@
 //! Knows nothing of HTTP.
 
 mod bounds;
+mod components;
 mod error;
 mod model;
 mod paging;

@@ -29,6 +29,7 @@
 use fhir_model::{IndexEntry, IndexValue};
 use mongodb::bson::{doc, Bson, Document};
 
+use crate::components::{component_slots, MAX_COMPONENTS};
 use crate::paging::SNAPSHOT_TTL_SECS;
 
 /// Current version of every resource, tombstones included; `_id` is `Type/id`.
@@ -48,9 +49,6 @@ pub(crate) const CHANGE_COUNTER: &str = "changes";
 /// How many characters of each suffix `sfx` keeps. A `:contains` needle up to this long is one
 /// anchored range on `sfx.s`; a longer one is every window of this length, overlapping by half.
 pub(crate) const CONTAINS_WINDOW: usize = 64;
-
-/// The most components a composite tuple keeps (R4's largest composites have three).
-pub(crate) const MAX_COMPONENTS: usize = 3;
 
 /// The `_id` of a resource's document in `RESOURCES`: `Type/id`. Ordering by it is ordering
 /// by type, then id (`/` sorts below every character a type name or an id may hold, except
@@ -142,22 +140,9 @@ fn add_key(refk: &mut Document, param: &str, key: String) {
     }
 }
 
-/// One composite component as `{a, b, c, lo, hi}`, by kind: the text slots `a`/`b`/`c` and
-/// the range `lo`/`hi` (dates as epoch ms in a Double, exact up to the year 287,396).
-pub(crate) fn component_fields(value: &IndexValue) -> Document {
-    let (a, b, c, lo, hi): (&str, &str, &str, f64, f64) = match value {
-        IndexValue::String { normalized, exact } => (normalized, exact, "", 0.0, 0.0),
-        IndexValue::Token { system, code } => (text(system), code, "", 0.0, 0.0),
-        IndexValue::TokenText { normalized } => (normalized, "", "", 0.0, 0.0),
-        IndexValue::IdentifierOfType { type_system, type_code, value } => (text(type_system), type_code, value, 0.0, 0.0),
-        IndexValue::Date { lo, hi } => ("", "", "", *lo as f64, *hi as f64),
-        IndexValue::Number { lo, hi } => ("", "", "", *lo, *hi),
-        IndexValue::Quantity { system, code, unit, lo, hi, .. } => (text(system), text(code), text(unit), *lo, *hi),
-        IndexValue::Reference { target_type, target_id, url } => (text(target_type), target_id, url, 0.0, 0.0),
-        IndexValue::ReferenceIdentifier { system, value } => (text(system), value, "", 0.0, 0.0),
-        IndexValue::Uri(value) => ("", value, "", 0.0, 0.0),
-        IndexValue::Composite(_) => ("", "", "", 0.0, 0.0),
-    };
+/// One composite component as `{a, b, c, lo, hi}` (`components::component_slots`).
+fn component_fields(value: &IndexValue) -> Document {
+    let (a, b, c, lo, hi) = component_slots(value);
     doc! { "a": a, "b": b, "c": c, "lo": lo, "hi": hi }
 }
 

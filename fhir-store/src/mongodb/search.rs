@@ -24,7 +24,8 @@
 use fhir_model::{Filter, ParamType, Predicate, Prefix, SearchQuery, SortKey, TokenSystem, UriMatch};
 use mongodb::bson::{doc, Bson, Document};
 
-use super::layout::{CONTAINS_WINDOW, MAX_COMPONENTS, RESOURCES};
+use super::layout::{CONTAINS_WINDOW, RESOURCES};
+use crate::components::MAX_COMPONENTS;
 use crate::bounds::prefix_successor;
 
 #[cfg(test)]
@@ -221,7 +222,7 @@ fn conditions(param: &str, predicate: &Predicate) -> Vec<Document> {
 }
 
 /// Where a predicate's fields are: the element of its own array, or component `n` of a `cmp`
-/// element (`c<n>.a` … `c<n>.hi`, the slots of `layout::component_fields`).
+/// element (`c<n>.a` … `c<n>.hi`, the slots of `components::component_slots`).
 #[derive(Clone, Copy)]
 enum Fields {
     Plain,

@@ -50,9 +50,9 @@ use sqlx::sqlite::{SqliteArguments, SqliteRow};
 use sqlx::{AssertSqlSafe, Row, Sqlite, SqliteConnection};
 
 use super::schema::INDEX_TABLES;
-use super::writer::MAX_COMPONENTS;
 use super::{backend, current_from_row};
 use crate::bounds::prefix_successor;
+use crate::components::MAX_COMPONENTS;
 use crate::paging::{fingerprint, CursorKey, INCLUDE_DEPTH, MAX_INCLUDED, SNAPSHOT_CAP, SNAPSHOT_TTL_SECS};
 use crate::{SearchPage, StoreError, StoredResource};
 
@@ -321,7 +321,7 @@ fn tables_of(kind: Option<ParamType>) -> Vec<&'static str> {
 
 /// How a predicate's logical columns are named: the plain index tables use their own column
 /// names; a composite component `n` uses `cn_a`, `cn_b`, `cn_c`, `cn_lo`, `cn_hi` (the layout
-/// of `writer::component_columns`).
+/// of `components::component_slots`).
 #[derive(Clone, Copy)]
 enum Columns {
     Plain,

@@ -27,6 +27,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::search::Bind;
 use super::{backend, search};
+use crate::components::{component_slots, MAX_COMPONENTS};
 use crate::versioning::{check_expected, extract_index, next_version, stamp, Timestamp};
 use crate::{ChangeKind, StoreError, StoredResource, WriteOp, WriteOutcome};
 
@@ -436,33 +437,6 @@ impl ParamCache {
     }
 }
 
-/// One composite component in the fixed columns `cN_a, cN_b, cN_c, cN_lo, cN_hi` of
-/// `idx_composite`; `search.rs` reads them back with the same layout.
-pub(super) fn component_columns(value: &IndexValue) -> (String, String, String, f64, f64) {
-    let text = |s: &Option<String>| s.clone().unwrap_or_default();
-    let none = String::new;
-    match value {
-        IndexValue::String { normalized, exact } => (normalized.clone(), exact.clone(), none(), 0.0, 0.0),
-        IndexValue::Token { system, code } => (text(system), code.clone(), none(), 0.0, 0.0),
-        IndexValue::TokenText { normalized } => (normalized.clone(), none(), none(), 0.0, 0.0),
-        IndexValue::IdentifierOfType { type_system, type_code, value } => {
-            (text(type_system), type_code.clone(), value.clone(), 0.0, 0.0)
-        }
-        // Epoch milliseconds are exact in an f64 up to 2^53 (year 287,396); the open ends of a
-        // period (i64::MIN/MAX) stay below/above every real instant.
-        IndexValue::Date { lo, hi } => (none(), none(), none(), *lo as f64, *hi as f64),
-        IndexValue::Number { lo, hi } => (none(), none(), none(), *lo, *hi),
-        IndexValue::Quantity { system, code, unit, lo, hi, .. } => (text(system), text(code), text(unit), *lo, *hi),
-        IndexValue::Reference { target_type, target_id, url } => (text(target_type), target_id.clone(), url.clone(), 0.0, 0.0),
-        IndexValue::ReferenceIdentifier { system, value } => (text(system), value.clone(), none(), 0.0, 0.0),
-        IndexValue::Uri(value) => (none(), value.clone(), none(), 0.0, 0.0),
-        IndexValue::Composite(_) => (none(), none(), none(), 0.0, 0.0),
-    }
-}
-
-/// The most components a composite tuple keeps (R4's largest composites have three).
-pub(super) const MAX_COMPONENTS: usize = 3;
-
 /// The index rows of one request, by table, inserted together at its end (or before a
 /// conditional create's search, which must see them).
 #[derive(Default)]
@@ -525,8 +499,9 @@ impl PendingIndex {
             IndexValue::Composite(components) => {
                 let mut values = Vec::with_capacity(5 * MAX_COMPONENTS);
                 for i in 0..MAX_COMPONENTS {
-                    let (a, b, c, lo, hi) = components.get(i).map(component_columns).unwrap_or_default();
-                    values.extend([text(a), text(b), text(c), Bind::Real(lo), Bind::Real(hi)]);
+                    // The fixed columns `cN_a, cN_b, cN_c, cN_lo, cN_hi` of `idx_composite`.
+                    let (a, b, c, lo, hi) = components.get(i).map(component_slots).unwrap_or_default();
+                    values.extend([text(a.into()), text(b.into()), text(c.into()), Bind::Real(lo), Bind::Real(hi)]);
                 }
                 (10, values)
             }
