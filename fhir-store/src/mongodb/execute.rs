@@ -280,12 +280,13 @@ async fn snapshot_slice(
         Some(Bson::Int64(total)) => u64::try_from(*total).ok(),
         _ => None,
     };
-    chunks.sort_by_key(|chunk| chunk.get_str("_id").map(str::to_string).ok().map(|k| chunk_number(&k)));
+    // Numerically: `<id>.10` sorts before `<id>.9` as text.
+    let number = |chunk: &Document| chunk.get_str("_id").map(chunk_number).unwrap_or(0);
+    chunks.sort_by_key(number);
     let mut keys = Vec::new();
     let end = offset.saturating_add(count).min(size);
     for chunk in &chunks {
-        let n = chunk.get_str("_id").map(chunk_number).unwrap_or(0);
-        let base = n * SNAPSHOT_CHUNK;
+        let base = number(chunk) * SNAPSHOT_CHUNK;
         let Ok(chunk_keys) = chunk.get_array("keys") else { continue };
         for (i, key) in chunk_keys.iter().enumerate() {
             let at = base + i;
@@ -296,7 +297,7 @@ async fn snapshot_slice(
             }
         }
     }
-    Ok(Slice { keys, end: end.max(offset.min(size)), size, total })
+    Ok(Slice { keys, end, size, total })
 }
 
 fn chunk_number(id: &str) -> usize {

@@ -59,8 +59,7 @@ pub(super) async fn write(
     ops: Vec<WriteOp>,
 ) -> Result<Vec<WriteOutcome>, StoreError> {
     let mut session = client.start_session().await.map_err(store_error("start a session"))?;
-    let started = Instant::now();
-    let mut backoff = Duration::from_millis(5);
+    let mut retry = Retry { started: Instant::now(), delay: Duration::from_millis(5) };
     'transaction: loop {
         session
             .start_transaction()
@@ -79,15 +78,16 @@ pub(super) async fn write(
                 // An abort can fail too (the server may already have aborted); the outcome is
                 // the same: nothing of this attempt is committed.
                 let _ = session.abort_transaction().await;
-                let retry = match &failure {
-                    Failure::Driver(_, error) => classify(&Facts::of(error)) == Class::RetryTransaction
-                        || classify(&Facts::of(error)) == Class::DuplicateKey,
+                let transient = match &failure {
+                    // A duplicate key: a concurrent write of the same resource committed after
+                    // this attempt's snapshot; the next attempt reads it.
+                    Failure::Driver(_, error) => {
+                        matches!(classify(&Facts::of(error)), Class::RetryTransaction | Class::DuplicateKey)
+                    }
                     // A search inside the transaction lost its connection: as transient.
                     Failure::Refused(error) => error.kind() == StoreErrorKind::Unavailable,
                 };
-                if retry && started.elapsed() < RETRY_FOR {
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_millis(500));
+                if transient && retry.wait().await {
                     continue 'transaction;
                 }
                 return Err(match failure {
@@ -99,17 +99,41 @@ pub(super) async fn write(
         loop {
             match session.commit_transaction().await {
                 Ok(()) => return Ok(outcomes),
-                Err(error) => match classify(&Facts::of(&error)) {
-                    Class::RetryCommit if started.elapsed() < RETRY_FOR => continue,
-                    Class::RetryTransaction if started.elapsed() < RETRY_FOR => {
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_millis(500));
+                Err(error) => {
+                    let class = classify(&Facts::of(&error));
+                    if class == Class::RetryCommit && retry.in_time() {
+                        continue;
+                    }
+                    if class == Class::RetryTransaction && retry.wait().await {
                         continue 'transaction;
                     }
-                    _ => return Err(to_store_error("commit the transaction", error)),
-                },
+                    return Err(to_store_error("commit the transaction", error));
+                }
             }
         }
+    }
+}
+
+/// How long and how often a write retries: within `RETRY_FOR` of its start, with a doubling
+/// pause (5 ms up to 500 ms) before each new attempt of the transaction.
+struct Retry {
+    started: Instant,
+    delay: Duration,
+}
+
+impl Retry {
+    fn in_time(&self) -> bool {
+        self.started.elapsed() < RETRY_FOR
+    }
+
+    /// Pauses before another attempt; false (without pausing) once the time is up.
+    async fn wait(&mut self) -> bool {
+        if !self.in_time() {
+            return false;
+        }
+        tokio::time::sleep(self.delay).await;
+        self.delay = (self.delay * 2).min(Duration::from_millis(500));
+        true
     }
 }
 
