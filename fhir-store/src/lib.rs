@@ -20,6 +20,9 @@ pub use model::{
     StoredResource, WriteOp, WriteOutcome,
 };
 #[cfg(feature = "mongodb")]
-pub use mongodb::{Deployment, MongoStore, MongoStoreOptions, DEFAULT_DATABASE as DEFAULT_MONGODB_DATABASE};
+pub use mongodb::{
+    Deployment, MongoStore, MongoStoreOptions, ScratchDatabase, DEFAULT_DATABASE as DEFAULT_MONGODB_DATABASE,
+    TEST_MONGODB_URI_VARIABLE,
+};
 pub use sqlite::{SqliteStore, SqliteStoreOptions};
 pub use store::ResourceStore;

@@ -9,152 +9,43 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Once};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use fhir_model::{Filter, Predicate, SearchQuery, TokenSystem};
 use fhir_store::{
-    Change, ChangeKind, HistoryPage, HistoryRequest, MongoStore, MongoStoreOptions, ResourceStore, SearchPage,
+    Change, ChangeKind, HistoryPage, HistoryRequest, MongoStore, ResourceStore, ScratchDatabase, SearchPage,
     StoreError, StoreErrorKind, StoredResource, WriteOp, WriteOutcome,
 };
 use mongodb::bson::doc;
 use serde_json::{json, Value};
 
-/// The variable naming the MongoDB deployment the tests may create databases on.
-const URI_VARIABLE: &str = "TESSERA_TEST_MONGODB_URI";
-
-/// Every database these tests (and the conformance tests) create starts with this.
-const DATABASE_PREFIX: &str = "tessera_test_";
-
-/// A test database older than this is left over from a killed run and is dropped.
-const STALE_AFTER: Duration = Duration::from_secs(60 * 60);
-
-/// The deployment to test against, or None after printing why the test is skipped.
-fn test_uri() -> Option<String> {
-    match std::env::var(URI_VARIABLE) {
-        Ok(uri) if !uri.trim().is_empty() => Some(uri),
-        _ => {
-            println!("skipped: {URI_VARIABLE} not set");
-            None
-        }
+/// Opens a store on `database`, as one Tessera process would (its own client).
+async fn open(database: &ScratchDatabase) -> MongoStore {
+    match MongoStore::open(database.options()).await {
+        Ok(store) => store,
+        Err(error) => panic!("cannot open the MongoDB test database {}: {error} ({error:?})", database.name()),
     }
 }
 
-// ----- fresh databases --------------------------------------------------------------------------
-
-/// A database name no other test, process or earlier run uses:
-/// `tessera_test_<pid>_<counter>_<nanos since the epoch>`.
-fn unique_database_name() -> String {
-    static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    format!("{DATABASE_PREFIX}{}_{}_{nanos}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
-}
-
-/// Owns one test database and drops it when dropped, also when the test fails (the guard is
-/// dropped while unwinding). `Drop` cannot await, so the drop runs on a thread of its own with
-/// its own runtime and client, independent of the test's runtime.
-struct TestDatabase {
-    uri: String,
-    name: String,
-}
-
-impl TestDatabase {
-    fn new(uri: &str) -> TestDatabase {
-        sweep_stale_databases(uri);
-        TestDatabase { uri: uri.to_string(), name: unique_database_name() }
+/// Index names per collection of `database`, read with a plain client.
+async fn index_names(database: &ScratchDatabase) -> BTreeMap<String, BTreeSet<String>> {
+    let client = mongodb::Client::with_uri_str(database.uri()).await.expect("client");
+    let db = client.database(database.name());
+    let mut indexes = BTreeMap::new();
+    for collection in db.list_collection_names().await.expect("list collections") {
+        let names = db.collection::<mongodb::bson::Document>(&collection).list_index_names().await.expect("list indexes");
+        indexes.insert(collection, names.into_iter().collect());
     }
-
-    fn options(&self) -> MongoStoreOptions {
-        MongoStoreOptions { database: Some(self.name.clone()), ..MongoStoreOptions::new(self.uri.clone()) }
-    }
-
-    /// Opens a store on this database, as one Tessera process would (its own client).
-    async fn open(&self) -> MongoStore {
-        match MongoStore::open(self.options()).await {
-            Ok(store) => store,
-            Err(error) => panic!("cannot open the MongoDB test database {}: {error} ({error:?})", self.name),
-        }
-    }
-
-    /// Index names per collection, read with a plain client.
-    async fn indexes(&self) -> BTreeMap<String, BTreeSet<String>> {
-        let client = mongodb::Client::with_uri_str(&self.uri).await.expect("client");
-        let db = client.database(&self.name);
-        let mut indexes = BTreeMap::new();
-        for collection in db.list_collection_names().await.expect("list collections") {
-            let names = db.collection::<mongodb::bson::Document>(&collection).list_index_names().await.expect("list indexes");
-            indexes.insert(collection, names.into_iter().collect());
-        }
-        indexes
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        let (uri, name) = (self.uri.clone(), self.name.clone());
-        match std::thread::spawn(move || drop_database(&uri, &name)).join() {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => eprintln!("warning: test database {} not dropped: {error}", self.name),
-            Err(_) => eprintln!("warning: test database {} not dropped: the dropping thread panicked", self.name),
-        }
-    }
-}
-
-/// Runs `work` with a fresh client on a current-thread runtime of the calling thread.
-fn with_client<T>(
-    uri: &str,
-    work: impl for<'c> FnOnce(&'c mongodb::Client) -> futures::future::BoxFuture<'c, mongodb::error::Result<T>>,
-) -> Result<T, String> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-    runtime.block_on(async {
-        let client = mongodb::Client::with_uri_str(uri).await.map_err(|e| e.to_string())?;
-        let result = work(&client).await.map_err(|e| e.to_string());
-        client.shutdown().await;
-        result
-    })
-}
-
-fn drop_database(uri: &str, name: &str) -> Result<(), String> {
-    let name = name.to_string();
-    with_client(uri, move |client| Box::pin(async move { client.database(&name).drop().await }))
-}
-
-/// Once per test binary, drops the test databases of runs that were killed before their guards
-/// could (older than `STALE_AFTER`, judged by the timestamp in the name). Best effort.
-fn sweep_stale_databases(uri: &str) {
-    static SWEEP: Once = Once::new();
-    SWEEP.call_once(|| {
-        let uri = uri.to_string();
-        let swept = std::thread::spawn(move || {
-            let names = with_client(&uri, |client| {
-                Box::pin(async move {
-                    client.list_database_names().filter(doc! { "name": { "$regex": format!("^{DATABASE_PREFIX}") } }).await
-                })
-            })?;
-            let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-            for name in names {
-                let created = name.rsplit('_').next().and_then(|nanos| nanos.parse::<u128>().ok());
-                if created.is_some_and(|created| now.saturating_sub(created) > STALE_AFTER.as_nanos()) {
-                    drop_database(&uri, &name)?;
-                }
-            }
-            Ok::<(), String>(())
-        })
-        .join();
-        if let Ok(Err(error)) = swept {
-            eprintln!("warning: stale test databases not swept: {error}");
-        }
-    });
+    indexes
 }
 
 // ----- the shared suite -------------------------------------------------------------------------
 
-async fn fresh() -> Option<(Arc<dyn ResourceStore>, TestDatabase)> {
-    let uri = test_uri()?;
+async fn fresh() -> Option<(Arc<dyn ResourceStore>, ScratchDatabase)> {
     // The guard exists before the store, so a half-finished open is cleaned up too.
-    let database = TestDatabase::new(&uri);
-    let store = database.open().await;
+    let database = ScratchDatabase::from_env()?;
+    let store = open(&database).await;
     Some((Arc::new(store), database))
 }
 
@@ -212,10 +103,9 @@ impl ResourceStore for TwoProcesses {
 
 /// Two stores opened at the same moment on a fresh database (both create the indexes and the
 /// change-feed counter concurrently), with the database's guard.
-async fn two_processes() -> Option<([Arc<MongoStore>; 2], TestDatabase)> {
-    let uri = test_uri()?;
-    let database = TestDatabase::new(&uri);
-    let (a, b) = tokio::join!(database.open(), database.open());
+async fn two_processes() -> Option<([Arc<MongoStore>; 2], ScratchDatabase)> {
+    let database = ScratchDatabase::from_env()?;
+    let (a, b) = tokio::join!(open(&database), open(&database));
     Some(([Arc::new(a), Arc::new(b)], database))
 }
 
@@ -244,20 +134,19 @@ async fn whole_feed(store: &dyn ResourceStore) -> Vec<Change> {
 /// kept, and the change-feed numbering carries on where it was.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn opening_an_existing_database_is_idempotent() {
-    let Some(uri) = test_uri() else { return };
-    let database = TestDatabase::new(&uri);
-    let first = database.open().await;
-    assert_eq!(first.database_name(), database.name);
+    let Some(database) = ScratchDatabase::from_env() else { return };
+    let first = open(&database).await;
+    assert_eq!(first.database_name(), database.name());
     let created = first.create("Patient", "p1", patient("Twice")).await.expect("create");
     assert_eq!(created.seq, 1);
-    let indexes = database.indexes().await;
+    let indexes = index_names(&database).await;
     for collection in ["resources", "versions"] {
         let names = indexes.get(collection).unwrap_or_else(|| panic!("no {collection} collection: {indexes:?}"));
         assert!(names.len() > 1, "{collection} has only {names:?}");
     }
 
-    let second = database.open().await;
-    assert_eq!(database.indexes().await, indexes, "reopening changed the indexes");
+    let second = open(&database).await;
+    assert_eq!(index_names(&database).await, indexes, "reopening changed the indexes");
     assert_eq!(second.read("Patient", "p1").await.expect("read"), Some(created.clone()));
     assert_eq!(second.last_seq().await.expect("last seq"), 1);
     let next = second.create("Patient", "p2", patient("Twice")).await.expect("create");
@@ -265,7 +154,7 @@ async fn opening_an_existing_database_is_idempotent() {
     assert_eq!(first.last_seq().await.expect("last seq"), 2);
     drop((first, second));
 
-    let third = database.open().await;
+    let third = open(&database).await;
     let feed = whole_feed(&third).await;
     assert_eq!(feed.iter().map(|c| c.seq).collect::<Vec<_>>(), vec![1, 2]);
 }

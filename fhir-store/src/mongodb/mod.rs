@@ -15,6 +15,7 @@ mod errors;
 mod execute;
 pub(crate) mod layout;
 mod search;
+mod testing;
 mod writer;
 
 use std::time::Duration;
@@ -34,6 +35,7 @@ use crate::{
     StoredResource, WriteOp, WriteOutcome,
 };
 pub use deployment::Deployment;
+pub use testing::{ScratchDatabase, TEST_MONGODB_URI_VARIABLE};
 use crate::paging::{history_page_end, since_ms};
 use crate::versioning::instant_from_ms;
 use errors::store_error;
