@@ -1,0 +1,75 @@
+//! Staging files: where an incoming object is written (and hashed) as its bytes arrive, before
+//! it is parsed, put in the object store and indexed. Nothing here is ever acknowledged.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+/// A directory of in-flight objects. Leftovers from a crash are removed at open.
+#[derive(Clone, Debug)]
+pub struct StagingArea {
+    dir: PathBuf,
+}
+
+impl StagingArea {
+    pub fn open(dir: impl Into<PathBuf>) -> std::io::Result<StagingArea> {
+        let dir = dir.into();
+        std::fs::create_dir_all(&dir)?;
+        for entry in std::fs::read_dir(&dir)? {
+            let _ = std::fs::remove_file(entry?.path());
+        }
+        Ok(StagingArea { dir })
+    }
+
+    /// A new, empty staging file.
+    pub fn create(&self) -> std::io::Result<StagedWriter> {
+        let file = tempfile::Builder::new().prefix("incoming-").suffix(".dcm").tempfile_in(&self.dir)?;
+        Ok(StagedWriter { file: std::io::BufWriter::with_capacity(256 * 1024, file), hasher: Sha256::new(), size: 0 })
+    }
+}
+
+/// Writes an incoming object to its staging file, hashing as it goes.
+pub struct StagedWriter {
+    file: std::io::BufWriter<tempfile::NamedTempFile>,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl StagedWriter {
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Finishes the file (flushed, not fsynced: the object store makes the durable copy).
+    pub fn finish(self) -> std::io::Result<StagedFile> {
+        let file = self.file.into_inner().map_err(|e| e.into_error())?;
+        Ok(StagedFile { file, sha256: hex::encode(self.hasher.finalize()), size: self.size })
+    }
+}
+
+impl Write for StagedWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let written = self.file.write(buf)?;
+        self.hasher.update(&buf[..written]);
+        self.size += written as u64;
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// A complete staged object; removed when dropped.
+pub struct StagedFile {
+    file: tempfile::NamedTempFile,
+    pub sha256: String,
+    pub size: u64,
+}
+
+impl StagedFile {
+    pub fn path(&self) -> &Path {
+        self.file.path()
+    }
+}
