@@ -9,7 +9,9 @@ use bytes::Bytes;
 use fhir_store::ResourceStore;
 
 use crate::index::Index;
-use crate::object_store::{ObjectStore, RestoreState};
+use crate::object_store::{ObjectStore, ObjectStoreError, RestoreState};
+use crate::parse;
+use sha2::Digest;
 use crate::staging::{StagedFile, StagingArea};
 use crate::{DicomQuery, DicomStoreError, IndexedInstance, QueryMatch};
 
@@ -61,11 +63,16 @@ pub struct StoreOutcome {
 /// The DICOM archive.
 pub struct Archive {
     config: ArchiveConfig,
-    index: Index,
+    index: Arc<Index>,
     objects: Arc<dyn ObjectStore>,
     staging: StagingArea,
     fhir: Option<Arc<dyn ResourceStore>>,
+    /// Stores of one SOP Instance UID run one at a time (striped by hash), so a duplicate's
+    /// check-then-write cannot race another copy of the same instance.
+    instance_locks: Vec<tokio::sync::Mutex<()>>,
 }
+
+const INSTANCE_LOCK_STRIPES: usize = 64;
 
 impl Archive {
     /// Opens the index and staging area under `config.data_dir`; with `fhir`, mirrors every
@@ -75,8 +82,12 @@ impl Archive {
         objects: Arc<dyn ObjectStore>,
         fhir: Option<Arc<dyn ResourceStore>>,
     ) -> Result<Arc<Archive>, DicomStoreError> {
-        let _ = (&config, &objects, &fhir);
-        todo!()
+        std::fs::create_dir_all(&config.data_dir)?;
+        let index = Arc::new(Index::open(&config.data_dir.join("dicom-index.sqlite")).await?);
+        let staging = StagingArea::open(config.data_dir.join("dicom-staging"))?;
+        let instance_locks = (0..INSTANCE_LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect();
+        tracing::info!(objects = %objects.describe(), "DICOM archive open");
+        Ok(Arc::new(Archive { config, index, objects, staging, fhir, instance_locks }))
     }
 
     /// Where incoming objects are staged.
@@ -92,14 +103,60 @@ impl Archive {
     /// a dataset of another SOP class is `SopClassMismatch`. Returns only when the object is
     /// durable in the object store and indexed.
     pub async fn store(&self, staged: StagedFile, sent_as: Option<&str>) -> Result<StoreOutcome, DicomStoreError> {
-        let _ = (staged, sent_as);
-        todo!()
+        let path = staged.path().to_path_buf();
+        let (sha256, size) = (staged.sha256.clone(), staged.size);
+        let mut instance = tokio::task::spawn_blocking(move || parse::read_instance(&path, &sha256, size))
+            .await
+            .map_err(|e| DicomStoreError::Index(format!("parser task failed: {e}")))??;
+        if let Some(sent_as) = sent_as {
+            if sent_as != instance.sop_class_uid {
+                return Err(DicomStoreError::SopClassMismatch(format!(
+                    "sent as SOP class {sent_as} but the dataset is {}",
+                    instance.sop_class_uid
+                )));
+            }
+        }
+
+        let _guard = self.lock_for(&instance.sop_instance_uid).await;
+        let status = match self.index.instance(&instance.sop_instance_uid).await? {
+            Some(existing) if existing.sha256 == instance.sha256 => {
+                return Ok(StoreOutcome { instance: existing, status: StoreStatus::AlreadyStored });
+            }
+            Some(existing) => match self.config.on_conflict {
+                ConflictPolicy::KeepFirst => {
+                    tracing::warn!(
+                        sop_instance_uid = %existing.sop_instance_uid,
+                        kept = %existing.sha256,
+                        received = %instance.sha256,
+                        "SOP instance received again with different content; keeping the first copy"
+                    );
+                    return Ok(StoreOutcome { instance: existing, status: StoreStatus::KeptExisting });
+                }
+                ConflictPolicy::Reject => return Err(DicomStoreError::Conflict(existing.sop_instance_uid)),
+                ConflictPolicy::Replace => {
+                    // The replacement keeps the first copy's key, so a changed PatientID does not
+                    // leave the old object behind under another path.
+                    instance.object_key = existing.object_key;
+                    StoreStatus::Replaced
+                }
+            },
+            None => StoreStatus::Stored,
+        };
+        self.objects.put_file(&instance.object_key, staged.path(), staged.size, &staged.sha256).await?;
+        self.index.put(&instance).await?;
+        Ok(StoreOutcome { instance, status })
+    }
+
+    async fn lock_for(&self, sop_instance_uid: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        sop_instance_uid.hash(&mut hasher);
+        self.instance_locks[hasher.finish() as usize % self.instance_locks.len()].lock().await
     }
 
     /// Matches at the query's level, in a stable order, after offset/limit.
     pub async fn query(&self, query: &DicomQuery) -> Result<Vec<QueryMatch>, DicomStoreError> {
-        let _ = query;
-        todo!()
+        self.index.query(query).await
     }
 
     /// The instances of a study, optionally of one series / one instance, in series then
@@ -110,15 +167,20 @@ impl Archive {
         series_uid: Option<&str>,
         sop_instance_uid: Option<&str>,
     ) -> Result<Vec<IndexedInstance>, DicomStoreError> {
-        let _ = (study_uid, series_uid, sop_instance_uid);
-        todo!()
+        self.index.instances(study_uid, series_uid, sop_instance_uid).await
     }
 
     /// The stored Part 10 bytes, verified against the SHA-256 recorded in the index and in the
     /// object store.
     pub async fn read(&self, instance: &IndexedInstance) -> Result<Bytes, DicomStoreError> {
-        let _ = instance;
-        todo!()
+        let bytes = self.objects.get(&instance.object_key).await?;
+        // The object store verified the bytes against its own record; the index's record is
+        // checked too, so an object replaced behind the index's back is never served.
+        let actual = hex::encode(sha2::Sha256::digest(&bytes));
+        if actual != instance.sha256 {
+            return Err(ObjectStoreError::Integrity { key: instance.object_key.clone(), expected: instance.sha256.clone(), actual }.into());
+        }
+        Ok(bytes)
     }
 
     /// A presigned download URL, when the object store has them.

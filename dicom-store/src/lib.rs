@@ -9,6 +9,7 @@ mod error;
 mod fhir_mirror;
 mod imaging_study;
 mod index;
+mod parse;
 pub mod object_store;
 mod query;
 mod records;
