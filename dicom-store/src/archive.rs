@@ -8,6 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use fhir_store::ResourceStore;
 
+use crate::fhir_mirror::{FhirMirror, MirrorConfig};
 use crate::index::Index;
 use crate::object_store::{ObjectStore, ObjectStoreError, RestoreState};
 use crate::parse;
@@ -66,7 +67,8 @@ pub struct Archive {
     index: Arc<Index>,
     objects: Arc<dyn ObjectStore>,
     staging: StagingArea,
-    fhir: Option<Arc<dyn ResourceStore>>,
+    /// Keeps each study's ImagingStudy in the FHIR store, when there is one.
+    mirror: Option<FhirMirror>,
     /// Stores of one SOP Instance UID run one at a time (striped by hash), so a duplicate's
     /// check-then-write cannot race another copy of the same instance.
     instance_locks: Vec<tokio::sync::Mutex<()>>,
@@ -86,8 +88,15 @@ impl Archive {
         let index = Arc::new(Index::open(&config.data_dir.join("dicom-index.sqlite")).await?);
         let staging = StagingArea::open(config.data_dir.join("dicom-staging"))?;
         let instance_locks = (0..INSTANCE_LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect();
+        let mirror = fhir.map(|store| {
+            let mirror_config = MirrorConfig {
+                dicomweb_base_url: config.dicomweb_base_url.clone(),
+                patient_identifier_system: config.patient_identifier_system.clone(),
+            };
+            FhirMirror::start(index.clone(), store, mirror_config)
+        });
         tracing::info!(objects = %objects.describe(), "DICOM archive open");
-        Ok(Arc::new(Archive { config, index, objects, staging, fhir, instance_locks }))
+        Ok(Arc::new(Archive { config, index, objects, staging, mirror, instance_locks }))
     }
 
     /// Where incoming objects are staged.
@@ -144,6 +153,9 @@ impl Archive {
         };
         self.objects.put_file(&instance.object_key, staged.path(), staged.size, &staged.sha256).await?;
         self.index.put(&instance).await?;
+        if let Some(mirror) = &self.mirror {
+            mirror.wake();
+        }
         Ok(StoreOutcome { instance, status })
     }
 

@@ -5,6 +5,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod association;
+mod command;
+mod negotiation;
+
 use crate::{Archive, DicomStoreError};
 
 /// How the SCP presents itself.
@@ -19,6 +23,19 @@ pub struct DimseConfig {
     pub max_pdu_length: u32,
     /// An association idle this long is aborted.
     pub idle_timeout: Duration,
+}
+
+impl DimseConfig {
+    /// Our defaults on `bind`: AE title TESSERA, any calling AE, 256 KiB PDUs, 5 min idle.
+    pub fn new(bind: SocketAddr) -> DimseConfig {
+        DimseConfig {
+            bind,
+            ae_title: "TESSERA".into(),
+            accepted_calling_ae_titles: Vec::new(),
+            max_pdu_length: 256 * 1024,
+            idle_timeout: Duration::from_secs(300),
+        }
+    }
 }
 
 /// A bound DIMSE listener.
@@ -40,7 +57,23 @@ impl DimseServer {
 
     /// Accepts associations until the future is dropped; each runs on its own task.
     pub async fn run(self) {
-        let _ = (&self.config, &self.archive);
-        todo!()
+        loop {
+            let (socket, peer) = match self.listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "DIMSE accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let (config, archive) = (self.config.clone(), self.archive.clone());
+            tokio::spawn(async move {
+                match association::serve(socket, config, archive).await {
+                    Ok(()) => tracing::debug!(%peer, "association released"),
+                    Err(end) => tracing::info!(%peer, %end, "association ended"),
+                }
+            });
+        }
     }
 }
