@@ -18,7 +18,7 @@ mod staging;
 pub use archive::{Archive, ArchiveConfig, ConflictPolicy, StoreOutcome, StoreStatus};
 pub use dimse::{DimseConfig, DimseServer};
 pub use error::{DicomErrorKind, DicomStoreError};
-pub use imaging_study::imaging_study_resource;
+pub use imaging_study::{imaging_study_id, imaging_study_resource};
 pub use query::{DateRange, DicomQuery, QueryLevel, TextMatch};
 pub use records::{Attribute, IndexedInstance, QueryMatch, SeriesRecord, StudyRecord, StudySnapshot};
 pub use staging::{StagedFile, StagedWriter, StagingArea};
