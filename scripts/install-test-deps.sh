@@ -35,3 +35,19 @@ fi
 python3 -c "import hl7; print('test peers: python-hl7', hl7.__version__)"
 echo "test peers: $(ls -d /usr/lib/postgresql/*/bin | tail -1)/postgres $("$(ls -d /usr/lib/postgresql/*/bin | tail -1)/postgres" --version)"
 echo "test peers: influxd $(influxd version 2>/dev/null | head -1)"
+
+# --- S3 peers of dicom-store's S3 object store tests (dicom-store/tests/s3.rs) ---
+#   - moto (PyPI `moto[server]`, `moto_server`): S3 with lifecycle, SSE, multipart, storage
+#     classes and restores. 5.2.5 or later: earlier 5.2 releases answer CompleteMultipartUpload
+#     with the wrong XML root (getmoto/moto#10055), which the AWS Rust SDK refuses.
+#   - s3s-fs (crates.io, into ~/.cargo/bin): S3 over a directory that checks SigV4 and the
+#     x-amz-checksum-* values of uploads.
+python3 -m pip install --quiet --disable-pip-version-check 'moto[server]>=5.2.5'
+s3s_fs="$(command -v s3s-fs || echo "${CARGO_HOME:-$HOME/.cargo}/bin/s3s-fs")"
+if [ ! -x "$s3s_fs" ]; then
+  # Its own temporary target dir, so an exported CARGO_TARGET_DIR of the workspace is not locked.
+  env -u CARGO_TARGET_DIR cargo install s3s-fs@0.14.1 --features binary --locked
+fi
+echo "test peers: moto_server $(python3 -c 'import moto; print(moto.__version__)')"
+echo "test peers: $("$s3s_fs" --version)"
+# --- end of S3 peers ---
