@@ -5,7 +5,11 @@
 #   - PostgreSQL (Debian `postgresql`: initdb, pg_ctl, postgres) and InfluxDB 1.x (Debian
 #     `influxdb`: influxd): the projections' tests start their own servers from these
 #     binaries in temp dirs on free ports; the packages' own services are not used.
-# Later issues add dcmtk, pynetdicom and an S3 server here.
+#   - dcmtk (Debian: echoscu, storescu, findscu, storescp) and Orthanc (Debian): the DIMSE
+#     peers of dicom-store's tests and of the C-STORE benchmark. pynetdicom installs Python
+#     apps with the same names; the tests call dcmtk's from /usr/bin.
+#   - pydicom (its wheel carries the DICOM test files pushed in the tests) and pynetdicom (PyPI).
+#   - moto server and s3s-fs: see the S3 block below.
 set -euo pipefail
 if ! command -v cargo >/dev/null; then
   echo "cargo is required (install Rust with rustup)" >&2
@@ -21,18 +25,25 @@ missing=()
 command -v openssl >/dev/null || missing+=(openssl)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 command -v influxd >/dev/null || missing+=(influxdb)
+[ -x /usr/bin/storescu ] || missing+=(dcmtk)
+[ -x /usr/sbin/Orthanc ] || command -v Orthanc >/dev/null || missing+=(orthanc)
 if [ "${#missing[@]}" -gt 0 ]; then
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}"
 fi
 # The packages start their own services; the tests do not use them, so stop them if running.
-for service in postgresql influxdb; do
+for service in postgresql influxdb orthanc; do
   if command -v systemctl >/dev/null && systemctl is-active --quiet "$service" 2>/dev/null; then $sudo_cmd systemctl stop "$service" || true; fi
 done
 if ! python3 -c "import hl7" 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check 'hl7>=0.4,<0.5'
 fi
 python3 -c "import hl7; print('test peers: python-hl7', hl7.__version__)"
+if ! python3 -c "import pydicom, pynetdicom" 2>/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check 'pydicom>=3,<4' 'pynetdicom>=2.1'
+fi
+python3 -c "import pydicom, pynetdicom; print('test peers: pydicom', pydicom.__version__, 'pynetdicom', pynetdicom.__version__)"
+echo "test peers: $(/usr/bin/storescu --version | head -1)"
 echo "test peers: $(ls -d /usr/lib/postgresql/*/bin | tail -1)/postgres $("$(ls -d /usr/lib/postgresql/*/bin | tail -1)/postgres" --version)"
 echo "test peers: influxd $(influxd version 2>/dev/null | head -1)"
 
