@@ -6,7 +6,7 @@
 //! Run with `cargo bench -p dicom-store --bench cstore`. `TESSERA_BENCH_DIR` is where the data
 //! goes (default `/var/tmp`), `TESSERA_BENCH_ROUNDS` how many times each receiver is measured
 //! (default 3; the best round is reported). Needs dcmtk and pydicom (the instances are made by
-//! a pydicom script from the wheel's CT_small.dcm with random pixel data); Orthanc is optional.
+//! `scripts/make-dicom-instances.py` from the wheel's CT_small.dcm with random pixel data); Orthanc is optional.
 //! Every instance is checked to be indexed after Tessera's rounds; exit status 1 otherwise.
 
 use std::path::{Path, PathBuf};
@@ -20,21 +20,6 @@ use dicom_store::{Archive, ArchiveConfig, ConflictPolicy, DicomQuery, DimseConfi
 /// (label, rows = columns of 16-bit pixels, instance count)
 const SIZES: &[(&str, u32, usize)] = &[("0.5 MB", 512, 200), ("5 MB", 1600, 40)];
 
-const MAKE_INSTANCES: &str = r#"
-import os, sys, pydicom
-from pydicom.uid import generate_uid
-src = os.path.join(os.path.dirname(pydicom.__file__), 'data', 'test_files', 'CT_small.dcm')
-out, side, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-study, series = generate_uid(), generate_uid()
-for i in range(count):
-    ds = pydicom.dcmread(src)
-    ds.Rows = ds.Columns = side
-    ds.PixelData = os.urandom(side * side * 2)
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
-    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds.InstanceNumber = i + 1
-    ds.save_as(os.path.join(out, '%05d.dcm' % i), enforce_file_format=True)
-"#;
 
 fn main() {
     let parent = std::env::var("TESSERA_BENCH_DIR").unwrap_or_else(|_| "/var/tmp".into());
@@ -49,7 +34,8 @@ fn main() {
     for &(label, side, count) in SIZES {
         let files_dir = work.path().join(format!("instances-{side}"));
         std::fs::create_dir_all(&files_dir).unwrap();
-        let made = Command::new("python3").args(["-c", MAKE_INSTANCES]).arg(&files_dir).arg(side.to_string()).arg(count.to_string()).status();
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/make-dicom-instances.py");
+        let made = Command::new("python3").arg(script).arg(&files_dir).arg(side.to_string()).arg(count.to_string()).status();
         assert!(made.is_ok_and(|s| s.success()), "making instances needs pydicom");
         let mut files: Vec<PathBuf> = std::fs::read_dir(&files_dir).unwrap().map(|e| e.unwrap().path()).collect();
         files.sort();
