@@ -1,6 +1,7 @@
 //! The one mapping from an error kind to an HTTP status and an OperationOutcome.
 
 use actix_web::http::StatusCode;
+use dicom_store::{DicomErrorKind, DicomStoreError};
 use fhir_model::{Issue, IssueSeverity, ModelError};
 use fhir_store::{StoreError, StoreErrorKind};
 use serde_json::{json, Value};
@@ -35,6 +36,19 @@ pub enum ApiError {
     /// A database the request needs (a projection's) is unreachable; retry later.
     #[error("{0}")]
     Unavailable(String),
+    /// A DICOM archive failure; `hint` tells the client what to do about it (e.g. how to
+    /// restore an archived object).
+    #[error("{source}{}", .hint.as_deref().map(|h| format!("; {h}")).unwrap_or_default())]
+    Dicom { source: DicomStoreError, hint: Option<String> },
+    /// A DICOMweb request or response media type the server does not handle; the message says
+    /// what it does handle.
+    #[error("{0}")]
+    DicomUnsupportedMediaType(String),
+    #[error("{0}")]
+    DicomNotAcceptable(String),
+    /// A feature this deployment does not have (e.g. presigned URLs on a local object store).
+    #[error("{0}")]
+    Unsupported(String),
     /// An error inside a bundle entry, with the entry's index for the message.
     #[error("entry {index}: {source}")]
     InEntry { index: usize, source: Box<ApiError> },
@@ -47,6 +61,26 @@ impl From<projections::ProjectionError> for ApiError {
             projections::ProjectionError::Store(e) => ApiError::Store(e),
             other => ApiError::Unavailable(other.to_string()),
         }
+    }
+}
+
+impl From<DicomStoreError> for ApiError {
+    fn from(source: DicomStoreError) -> Self {
+        ApiError::Dicom { source, hint: None }
+    }
+}
+
+/// The HTTP status of each DICOM archive failure.
+pub fn dicom_status(kind: DicomErrorKind) -> StatusCode {
+    match kind {
+        DicomErrorKind::InvalidObject | DicomErrorKind::SopClassMismatch | DicomErrorKind::InvalidQuery => StatusCode::BAD_REQUEST,
+        DicomErrorKind::NotFound => StatusCode::NOT_FOUND,
+        // Another copy is stored, or the object waits in a cold tier until restored.
+        DicomErrorKind::Conflict | DicomErrorKind::Archived => StatusCode::CONFLICT,
+        // Stored bytes that fail their checksum are the server's fault, never served.
+        DicomErrorKind::Integrity => StatusCode::INTERNAL_SERVER_ERROR,
+        DicomErrorKind::OutOfResources => StatusCode::INSUFFICIENT_STORAGE,
+        DicomErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
 
@@ -76,6 +110,10 @@ impl ApiError {
             ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Dicom { source, .. } => dicom_status(source.kind()),
+            ApiError::DicomUnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::DicomNotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
+            ApiError::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::InEntry { source, .. } => source.status(),
         }
     }
@@ -122,6 +160,18 @@ impl ApiError {
             },
             ApiError::Gone { .. } => "deleted",
             ApiError::PayloadTooLarge { .. } => "body-size-limit",
+            ApiError::Dicom { source, .. } => match source.kind() {
+                DicomErrorKind::InvalidObject => "dicom-invalid-object",
+                DicomErrorKind::SopClassMismatch => "dicom-sop-class-mismatch",
+                DicomErrorKind::Conflict => "dicom-conflict",
+                DicomErrorKind::InvalidQuery => "dicom-query",
+                DicomErrorKind::NotFound => "dicom-not-found",
+                DicomErrorKind::Archived => "dicom-archived",
+                DicomErrorKind::Integrity => "dicom-integrity",
+                DicomErrorKind::OutOfResources => "dicom-out-of-resources",
+                DicomErrorKind::Unavailable => "dicom-unavailable",
+            },
+            ApiError::DicomUnsupportedMediaType(_) | ApiError::DicomNotAcceptable(_) | ApiError::Unsupported(_) => "dicomweb",
             _ => "http",
         }
     }
@@ -133,6 +183,7 @@ impl ApiError {
             StatusCode::GONE => "deleted",
             StatusCode::CONFLICT | StatusCode::PRECONDITION_FAILED => "conflict",
             StatusCode::PAYLOAD_TOO_LARGE => "too-long",
+            StatusCode::INSUFFICIENT_STORAGE => "transient",
             StatusCode::METHOD_NOT_ALLOWED
             | StatusCode::UNSUPPORTED_MEDIA_TYPE
             | StatusCode::NOT_ACCEPTABLE

@@ -26,6 +26,8 @@ pub struct AppState {
     pub max_body: usize,
     /// The PostgreSQL and time-series projections, when configured.
     pub projections: crate::projections::Projections,
+    /// The DICOM archive behind `/dicomweb`.
+    pub dicomweb: crate::dicomweb::DicomWeb,
 }
 
 impl AppState {
@@ -34,8 +36,9 @@ impl AppState {
         receiver: Arc<hl7_bridge::Receiver>,
         max_body: usize,
         projections: crate::projections::Projections,
+        dicomweb: crate::dicomweb::DicomWeb,
     ) -> Self {
-        AppState { store, receiver, max_body, projections }
+        AppState { store, receiver, max_body, projections, dicomweb }
     }
 }
 
@@ -56,6 +59,27 @@ pub(crate) fn route_table() -> Vec<(&'static str, Method, Route)> {
         ("/admin/projections/{name}/rebuild", Method::POST, web::post().to(crate::projections::rebuild)),
         ("/admin/alerts", Method::GET, web::get().to(crate::projections::alerts)),
         ("/admin/alerts/{id}/acknowledge", Method::POST, web::post().to(crate::projections::acknowledge)),
+        ("/dicomweb/studies", Method::GET, web::get().to(crate::dicomweb::search_studies)),
+        ("/dicomweb/studies", Method::POST, web::post().to(crate::dicomweb::stow)),
+        ("/dicomweb/series", Method::GET, web::get().to(crate::dicomweb::search_series)),
+        ("/dicomweb/instances", Method::GET, web::get().to(crate::dicomweb::search_instances)),
+        ("/dicomweb/studies/{study}", Method::GET, web::get().to(crate::dicomweb::retrieve_study)),
+        ("/dicomweb/studies/{study}", Method::POST, web::post().to(crate::dicomweb::stow_study)),
+        ("/dicomweb/studies/{study}/metadata", Method::GET, web::get().to(crate::dicomweb::metadata)),
+        ("/dicomweb/studies/{study}/series", Method::GET, web::get().to(crate::dicomweb::search_study_series)),
+        ("/dicomweb/studies/{study}/instances", Method::GET, web::get().to(crate::dicomweb::search_study_instances)),
+        ("/dicomweb/studies/{study}/series/{series}", Method::GET, web::get().to(crate::dicomweb::retrieve_series)),
+        ("/dicomweb/studies/{study}/series/{series}/metadata", Method::GET, web::get().to(crate::dicomweb::metadata)),
+        ("/dicomweb/studies/{study}/series/{series}/instances", Method::GET, web::get().to(crate::dicomweb::search_series_instances)),
+        ("/dicomweb/studies/{study}/series/{series}/instances/{instance}", Method::GET, web::get().to(crate::dicomweb::retrieve_instance)),
+        ("/dicomweb/studies/{study}/series/{series}/instances/{instance}/metadata", Method::GET, web::get().to(crate::dicomweb::metadata)),
+        (
+            "/dicomweb/studies/{study}/series/{series}/instances/{instance}/bulkdata/{tagpath}",
+            Method::GET,
+            web::get().to(crate::dicomweb::bulkdata),
+        ),
+        ("/dicomweb/studies/{study}/series/{series}/instances/{instance}/presigned", Method::GET, web::get().to(crate::dicomweb::presigned)),
+        ("/dicomweb/studies/{study}/series/{series}/instances/{instance}/restore", Method::POST, web::post().to(crate::dicomweb::restore)),
         ("/fhir", Method::POST, web::post().to(crate::bundle::handle)),
         ("/fhir", Method::GET, web::get().to(crate::search::search_system)),
         ("/fhir/_search", Method::POST, web::post().to(crate::search::search_system_post)),

@@ -67,13 +67,90 @@ pub struct Settings {
     /// MongoDB database of the store; unset: the database in the URI's path, else `tessera`
     /// (`TESSERA_MONGODB_DATABASE`).
     pub mongodb_database: Option<String>,
+    /// Address of the DICOM DIMSE listener (C-ECHO, C-STORE, C-FIND); it runs only when set
+    /// (`TESSERA_DICOM_ADDR`; an empty value means `127.0.0.1:11112`). DICOMweb under
+    /// `/dicomweb` is always on.
+    pub dicom_addr: Option<String>,
+    /// Our AE title; associations calling another one are rejected (`TESSERA_DICOM_AE_TITLE`).
+    pub dicom_ae_title: String,
+    /// Comma-separated calling AE titles allowed to associate; empty allows any
+    /// (`TESSERA_DICOM_ACCEPTED_AE_TITLES`).
+    pub dicom_accepted_ae_titles: String,
+    /// What a SOP Instance UID stored again with different bytes gets: `keep-first` (the stored
+    /// copy stays, the sender gets a warning), `replace` or `reject` (`TESSERA_DICOM_ON_CONFLICT`).
+    pub dicom_on_conflict: DicomConflict,
+    /// The public DICOMweb base URL written into ImagingStudy.endpoint, e.g.
+    /// `https://pacs.example.org/dicomweb`; unset: `http://{http_addr}/dicomweb`
+    /// (`TESSERA_DICOM_PUBLIC_URL`).
+    pub dicom_public_url: Option<String>,
+    /// Default lifetime of a presigned download URL, in seconds
+    /// (`TESSERA_DICOM_PRESIGN_EXPIRY_SECS`).
+    pub dicom_presign_expiry_secs: u64,
+    /// S3 bucket of the DICOM objects; unset: the directory `{data_dir}/dicom-objects`
+    /// (`TESSERA_S3_BUCKET`).
+    pub s3_bucket: Option<String>,
+    /// Endpoint of an S3-compatible server (MinIO, …); unset: AWS (`TESSERA_S3_ENDPOINT`).
+    pub s3_endpoint: Option<String>,
+    /// Region; unset: the AWS configuration's, else `us-east-1` (`TESSERA_S3_REGION`).
+    pub s3_region: Option<String>,
+    /// Path-style addressing, which most S3-compatible servers need (`TESSERA_S3_PATH_STYLE`).
+    pub s3_path_style: bool,
+    /// Server-side encryption: `AES256` (SSE-S3) or `aws:kms` (`TESSERA_S3_SSE`).
+    pub s3_sse: S3Encryption,
+    /// KMS key of `aws:kms`; unset: the bucket's default key (`TESSERA_S3_KMS_KEY_ID`).
+    pub s3_kms_key_id: Option<String>,
+    /// Apply the lifecycle tiers below to the bucket at start-up; off when the bucket's
+    /// lifecycle is managed elsewhere (`TESSERA_S3_LIFECYCLE`).
+    pub s3_lifecycle: bool,
+    /// Days after which stored objects move to STANDARD_IA, GLACIER and DEEP_ARCHIVE, and
+    /// temporary objects expire (`TESSERA_S3_IA_DAYS`, `TESSERA_S3_GLACIER_DAYS`,
+    /// `TESSERA_S3_DEEP_ARCHIVE_DAYS`, `TESSERA_S3_TEMP_EXPIRY_DAYS`).
+    pub s3_ia_days: u32,
+    pub s3_glacier_days: u32,
+    pub s3_deep_archive_days: u32,
+    pub s3_temp_expiry_days: u32,
+}
+
+/// `dicom_on_conflict`: the archive's policy for a SOP Instance UID stored again with other bytes.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum DicomConflict {
+    #[default]
+    KeepFirst,
+    Replace,
+    Reject,
+}
+
+impl DicomConflict {
+    pub fn policy(self) -> dicom_store::ConflictPolicy {
+        match self {
+            DicomConflict::KeepFirst => dicom_store::ConflictPolicy::KeepFirst,
+            DicomConflict::Replace => dicom_store::ConflictPolicy::Replace,
+            DicomConflict::Reject => dicom_store::ConflictPolicy::Reject,
+        }
+    }
+}
+
+/// `s3_sse`: SSE-S3 or SSE-KMS.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+pub enum S3Encryption {
+    #[default]
+    #[serde(rename = "AES256")]
+    Aes256,
+    #[serde(rename = "aws:kms")]
+    Kms,
 }
 
 /// The conventional HL7 port on the loopback interface.
 pub const DEFAULT_MLLP_ADDR: &str = "127.0.0.1:2575";
 
+/// The registered DICOM port on the loopback interface.
+pub const DEFAULT_DICOM_ADDR: &str = "127.0.0.1:11112";
+
 impl Default for Settings {
     fn default() -> Self {
+        // The S3 lifecycle defaults are the object store's own.
+        let tiers = dicom_store::object_store::LifecycleTiers::default();
         Settings {
             http_addr: "127.0.0.1:8080".into(),
             data_dir: PathBuf::from("./data"),
@@ -98,6 +175,23 @@ impl Default for Settings {
             projection_batch_size: 1000,
             mongodb_uri: None,
             mongodb_database: None,
+            dicom_addr: None,
+            dicom_ae_title: "TESSERA".into(),
+            dicom_accepted_ae_titles: String::new(),
+            dicom_on_conflict: DicomConflict::KeepFirst,
+            dicom_public_url: None,
+            dicom_presign_expiry_secs: 24 * 60 * 60,
+            s3_bucket: None,
+            s3_endpoint: None,
+            s3_region: None,
+            s3_path_style: false,
+            s3_sse: S3Encryption::Aes256,
+            s3_kms_key_id: None,
+            s3_lifecycle: tiers.apply,
+            s3_ia_days: tiers.standard_ia_after_days,
+            s3_glacier_days: tiers.glacier_after_days,
+            s3_deep_archive_days: tiers.deep_archive_after_days,
+            s3_temp_expiry_days: tiers.temp_expire_after_days,
         }
     }
 }
@@ -139,6 +233,23 @@ const ENV_KEYS: &[&str] = &[
     "PROJECTION_BATCH_SIZE",
     "MONGODB_URI",
     "MONGODB_DATABASE",
+    "DICOM_ADDR",
+    "DICOM_AE_TITLE",
+    "DICOM_ACCEPTED_AE_TITLES",
+    "DICOM_ON_CONFLICT",
+    "DICOM_PUBLIC_URL",
+    "DICOM_PRESIGN_EXPIRY_SECS",
+    "S3_BUCKET",
+    "S3_ENDPOINT",
+    "S3_REGION",
+    "S3_PATH_STYLE",
+    "S3_SSE",
+    "S3_KMS_KEY_ID",
+    "S3_LIFECYCLE",
+    "S3_IA_DAYS",
+    "S3_GLACIER_DAYS",
+    "S3_DEEP_ARCHIVE_DAYS",
+    "S3_TEMP_EXPIRY_DAYS",
 ];
 
 /// `TESSERA_*` names that belong to tests and CI, not to the server.
@@ -172,9 +283,14 @@ impl Settings {
             };
             let key = suffix.to_ascii_lowercase();
             let parsed = match key.as_str() {
-                "max_body_bytes" | "mllp_max_frame_bytes" | "mllp_idle_timeout_secs" | "postgres_partition_months_ahead" | "projection_batch_size" => toml::Value::Integer(value.parse::<i64>().map_err(|e| SettingsError::Value {
+                "max_body_bytes" | "mllp_max_frame_bytes" | "mllp_idle_timeout_secs" | "postgres_partition_months_ahead" | "projection_batch_size"
+                | "dicom_presign_expiry_secs" | "s3_ia_days" | "s3_glacier_days" | "s3_deep_archive_days" | "s3_temp_expiry_days" => toml::Value::Integer(value.parse::<i64>().map_err(|e| SettingsError::Value {
                     key: name.clone(),
                     message: e.to_string(),
+                })?),
+                "s3_path_style" | "s3_lifecycle" => toml::Value::Boolean(parse_switch(value).ok_or_else(|| SettingsError::Value {
+                    key: name.clone(),
+                    message: format!("{value:?} is not on/off (true/false, 1/0, yes/no)"),
                 })?),
                 _ => toml::Value::String(value.clone()),
             };
@@ -182,8 +298,16 @@ impl Settings {
         }
         let mut settings = Settings::deserialize(toml::Value::Table(table))
             .map_err(|e| SettingsError::Value { key: "settings".into(), message: e.to_string() })?;
-        // An empty value switches MongoDB off again (e.g. an environment overriding the file).
-        for value in [&mut settings.mongodb_uri, &mut settings.mongodb_database] {
+        // An empty value switches MongoDB (S3, …) off again (e.g. an environment overriding the file).
+        for value in [
+            &mut settings.mongodb_uri,
+            &mut settings.mongodb_database,
+            &mut settings.dicom_public_url,
+            &mut settings.s3_bucket,
+            &mut settings.s3_endpoint,
+            &mut settings.s3_region,
+            &mut settings.s3_kms_key_id,
+        ] {
             if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
                 *value = None;
             }
@@ -195,6 +319,52 @@ impl Settings {
     /// The MLLP listener address, when the listener is enabled.
     pub fn mllp_listen_addr(&self) -> Option<String> {
         self.mllp_addr.as_ref().map(|a| if a.trim().is_empty() { DEFAULT_MLLP_ADDR.to_string() } else { a.trim().to_string() })
+    }
+
+    /// The DIMSE listener address, when the listener is enabled.
+    pub fn dicom_listen_addr(&self) -> Option<String> {
+        self.dicom_addr.as_ref().map(|a| if a.trim().is_empty() { DEFAULT_DICOM_ADDR.to_string() } else { a.trim().to_string() })
+    }
+
+    /// The calling AE titles allowed to associate; empty allows any.
+    pub fn dicom_accepted_ae_titles(&self) -> Vec<String> {
+        self.dicom_accepted_ae_titles.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_string).collect()
+    }
+
+    /// The DICOMweb base URL for ImagingStudy.endpoint: `dicom_public_url`, else one made from
+    /// `http_addr` (an unspecified address `0.0.0.0`/`[::]` becomes `127.0.0.1`), always without a
+    /// trailing `/`. `http_port` is the port actually bound (for `http_addr` port 0).
+    pub fn dicomweb_base_url(&self, http_port: u16) -> String {
+        if let Some(url) = &self.dicom_public_url {
+            return url.trim().trim_end_matches('/').to_string();
+        }
+        let host = match self.http_addr.rsplit_once(':') {
+            Some((host, _)) if !matches!(host, "0.0.0.0" | "[::]" | "::" | "") => host.to_string(),
+            _ => "127.0.0.1".to_string(),
+        };
+        format!("http://{host}:{http_port}/dicomweb")
+    }
+
+    /// The object store of the DICOM archive: S3 when `s3_bucket` is set.
+    pub fn s3_settings(&self) -> Option<dicom_store::object_store::S3Settings> {
+        use dicom_store::object_store::{LifecycleTiers, S3Settings, ServerSideEncryption};
+        let bucket = self.s3_bucket.as_ref()?;
+        let mut s3 = S3Settings::new(bucket.trim());
+        s3.endpoint = self.s3_endpoint.clone();
+        s3.region = self.s3_region.clone();
+        s3.force_path_style = self.s3_path_style;
+        s3.encryption = match self.s3_sse {
+            S3Encryption::Aes256 => ServerSideEncryption::Aes256,
+            S3Encryption::Kms => ServerSideEncryption::Kms { key_id: self.s3_kms_key_id.clone() },
+        };
+        s3.lifecycle = LifecycleTiers {
+            apply: self.s3_lifecycle,
+            standard_ia_after_days: self.s3_ia_days,
+            glacier_after_days: self.s3_glacier_days,
+            deep_archive_after_days: self.s3_deep_archive_days,
+            temp_expire_after_days: self.s3_temp_expiry_days,
+        };
+        Some(s3)
     }
 
     /// `hl7_local_offset` (`+0100`) in minutes east of UTC; None when empty or malformed.
@@ -275,12 +445,73 @@ impl Settings {
         if self.max_body_bytes == 0 {
             return Err(SettingsError::Value { key: "max_body_bytes".into(), message: "must be positive".into() });
         }
+        if let Some(addr) = self.dicom_listen_addr() {
+            if addr.parse::<std::net::SocketAddr>().is_err() {
+                return Err(SettingsError::Value { key: "dicom_addr".into(), message: format!("{addr} is not ip:port") });
+            }
+        }
+        check_ae_title(&self.dicom_ae_title).map_err(|message| SettingsError::Value { key: "dicom_ae_title".into(), message })?;
+        for title in self.dicom_accepted_ae_titles() {
+            check_ae_title(&title).map_err(|message| SettingsError::Value { key: "dicom_accepted_ae_titles".into(), message })?;
+        }
+        if let Some(url) = &self.dicom_public_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(SettingsError::Value { key: "dicom_public_url".into(), message: format!("{url:?} is not an http(s) URL") });
+            }
+        }
+        // S3 presigned URLs live at most 7 days.
+        if self.dicom_presign_expiry_secs == 0 || self.dicom_presign_expiry_secs > 7 * 24 * 60 * 60 {
+            return Err(SettingsError::Value {
+                key: "dicom_presign_expiry_secs".into(),
+                message: "must be between 1 and 604800 (7 days, the longest S3 allows)".into(),
+            });
+        }
+        if self.s3_kms_key_id.is_some() && self.s3_sse != S3Encryption::Kms {
+            return Err(SettingsError::Value { key: "s3_kms_key_id".into(), message: "a KMS key needs s3_sse = \"aws:kms\"".into() });
+        }
+        if self.s3_lifecycle
+            && !(self.s3_ia_days >= 30 && self.s3_glacier_days > self.s3_ia_days && self.s3_deep_archive_days > self.s3_glacier_days)
+        {
+            // S3 refuses a STANDARD_IA transition before 30 days; the tiers must come in order.
+            return Err(SettingsError::Value {
+                key: "s3_ia_days".into(),
+                message: format!(
+                    "lifecycle tiers {}/{}/{} days (IA/GLACIER/DEEP_ARCHIVE): IA must be at least 30 and each tier later than the one before",
+                    self.s3_ia_days, self.s3_glacier_days, self.s3_deep_archive_days
+                ),
+            });
+        }
+        if self.s3_lifecycle && self.s3_temp_expiry_days == 0 {
+            return Err(SettingsError::Value { key: "s3_temp_expiry_days".into(), message: "must be positive".into() });
+        }
         if let Some(database) = &self.mongodb_database {
             check_mongodb_database_name(database)
                 .map_err(|message| SettingsError::Value { key: "mongodb_database".into(), message })?;
         }
         Ok(())
     }
+}
+
+/// `on`/`off` and the usual spellings of a boolean in an environment variable.
+fn parse_switch(value: &str) -> Option<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "on" | "true" | "1" | "yes" => Some(true),
+        "off" | "false" | "0" | "no" => Some(false),
+        _ => None,
+    }
+}
+
+/// An AE title: 1–16 characters of the default repertoire, no backslash or control characters,
+/// not only spaces (PS3.5 6.2).
+fn check_ae_title(title: &str) -> Result<(), String> {
+    let trimmed = title.trim();
+    if trimmed.is_empty() || title.len() > 16 {
+        return Err(format!("{title:?} is not an AE title (1 to 16 characters, not all spaces)"));
+    }
+    if let Some(c) = title.chars().find(|c| !c.is_ascii() || c.is_ascii_control() || *c == '\\') {
+        return Err(format!("{title:?} contains {c:?}, which an AE title cannot hold"));
+    }
+    Ok(())
 }
 
 /// MongoDB's rules for a database name (on any platform): not empty, shorter than 64 bytes,
@@ -458,6 +689,115 @@ mod tests {
         assert_eq!(connection_string_database("mongodb://h:27017/?replicaSet=rs0"), None);
         assert_eq!(connection_string_database("mongodb://h:27017"), None);
         assert_eq!(connection_string_database("nonsense"), None);
+    }
+
+    #[test]
+    fn dicom_settings_have_defaults_and_load_from_the_environment() {
+        let defaults = Settings::load_from(None, &BTreeMap::new()).unwrap();
+        assert_eq!(defaults.dicom_listen_addr(), None, "the DIMSE listener is off unless configured");
+        assert_eq!(defaults.dicom_ae_title, "TESSERA");
+        assert!(defaults.dicom_accepted_ae_titles().is_empty());
+        assert_eq!(defaults.dicom_on_conflict.policy(), dicom_store::ConflictPolicy::KeepFirst);
+        assert_eq!(defaults.dicom_presign_expiry_secs, 86_400);
+        assert_eq!(defaults.dicomweb_base_url(8080), "http://127.0.0.1:8080/dicomweb");
+        assert!(defaults.s3_settings().is_none(), "S3 is off unless a bucket is set");
+
+        let s = Settings::load_from(
+            None,
+            &env(&[
+                ("TESSERA_DICOM_ADDR", ""),
+                ("TESSERA_DICOM_AE_TITLE", "PACS_A"),
+                ("TESSERA_DICOM_ACCEPTED_AE_TITLES", " MODALITY1, STORESCU ,"),
+                ("TESSERA_DICOM_ON_CONFLICT", "reject"),
+                ("TESSERA_DICOM_PUBLIC_URL", "https://pacs.example.org/dicomweb/"),
+                ("TESSERA_DICOM_PRESIGN_EXPIRY_SECS", "3600"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.dicom_listen_addr().as_deref(), Some(DEFAULT_DICOM_ADDR), "an empty address means the default port");
+        assert_eq!(s.dicom_ae_title, "PACS_A");
+        assert_eq!(s.dicom_accepted_ae_titles(), vec!["MODALITY1", "STORESCU"]);
+        assert_eq!(s.dicom_on_conflict.policy(), dicom_store::ConflictPolicy::Reject);
+        assert_eq!(s.dicomweb_base_url(8080), "https://pacs.example.org/dicomweb");
+        assert_eq!(s.dicom_presign_expiry_secs, 3600);
+        let replace = Settings::load_from(None, &env(&[("TESSERA_DICOM_ON_CONFLICT", "replace"), ("TESSERA_HTTP_ADDR", "0.0.0.0:9000")])).unwrap();
+        assert_eq!(replace.dicom_on_conflict.policy(), dicom_store::ConflictPolicy::Replace);
+        assert_eq!(replace.dicomweb_base_url(9000), "http://127.0.0.1:9000/dicomweb");
+        let explicit = Settings::load_from(None, &env(&[("TESSERA_DICOM_ADDR", "0.0.0.0:104")])).unwrap();
+        assert_eq!(explicit.dicom_listen_addr().as_deref(), Some("0.0.0.0:104"));
+    }
+
+    #[test]
+    fn dicom_settings_are_checked() {
+        let err = |pairs: &[(&str, &str)]| Settings::load_from(None, &env(pairs)).unwrap_err().to_string();
+        assert!(err(&[("TESSERA_DICOM_ON_CONFLICT", "overwrite")]).contains("overwrite"));
+        assert!(err(&[("TESSERA_DICOM_ADDR", "localhost")]).contains("dicom_addr"));
+        assert!(err(&[("TESSERA_DICOM_AE_TITLE", "A_TITLE_LONGER_THAN_16")]).contains("dicom_ae_title"));
+        assert!(err(&[("TESSERA_DICOM_AE_TITLE", "   ")]).contains("dicom_ae_title"));
+        assert!(err(&[("TESSERA_DICOM_ACCEPTED_AE_TITLES", "OK,BAD\\ONE")]).contains("dicom_accepted_ae_titles"));
+        assert!(err(&[("TESSERA_DICOM_PUBLIC_URL", "pacs.example.org")]).contains("dicom_public_url"));
+        assert!(err(&[("TESSERA_DICOM_PRESIGN_EXPIRY_SECS", "0")]).contains("dicom_presign_expiry_secs"));
+        assert!(err(&[("TESSERA_DICOM_PRESIGN_EXPIRY_SECS", "604801")]).contains("7 days"));
+        assert!(err(&[("TESSERA_DICOM_PRESIGN_EXPIRY_SECS", "soon")]).contains("TESSERA_DICOM_PRESIGN_EXPIRY_SECS"));
+    }
+
+    #[test]
+    fn s3_settings_load_from_file_and_environment() {
+        use dicom_store::object_store::ServerSideEncryption;
+        let defaults = Settings::load_from(None, &env(&[("TESSERA_S3_BUCKET", "imaging")])).unwrap();
+        let s3 = defaults.s3_settings().unwrap();
+        assert_eq!(s3.bucket, "imaging");
+        assert_eq!((s3.endpoint, s3.region, s3.force_path_style), (None, None, false));
+        assert_eq!(s3.encryption, ServerSideEncryption::Aes256);
+        assert_eq!(s3.lifecycle, dicom_store::object_store::LifecycleTiers::default());
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tessera.toml");
+        std::fs::write(
+            &file,
+            "s3_bucket = \"from-file\"\ns3_endpoint = \"http://127.0.0.1:9000\"\ns3_path_style = true\ns3_sse = \"aws:kms\"\ns3_glacier_days = 120\n",
+        )
+        .unwrap();
+        let s = Settings::load_from(
+            Some(&file),
+            &env(&[
+                ("TESSERA_S3_REGION", "eu-west-3"),
+                ("TESSERA_S3_KMS_KEY_ID", "alias/tessera"),
+                ("TESSERA_S3_LIFECYCLE", "off"),
+                ("TESSERA_S3_IA_DAYS", "45"),
+                ("TESSERA_S3_DEEP_ARCHIVE_DAYS", "400"),
+                ("TESSERA_S3_TEMP_EXPIRY_DAYS", "2"),
+            ]),
+        )
+        .unwrap();
+        let s3 = s.s3_settings().unwrap();
+        assert_eq!(s3.bucket, "from-file");
+        assert_eq!(s3.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(s3.region.as_deref(), Some("eu-west-3"));
+        assert!(s3.force_path_style);
+        assert_eq!(s3.encryption, ServerSideEncryption::Kms { key_id: Some("alias/tessera".into()) });
+        assert!(!s3.lifecycle.apply);
+        assert_eq!(
+            (s3.lifecycle.standard_ia_after_days, s3.lifecycle.glacier_after_days, s3.lifecycle.deep_archive_after_days),
+            (45, 120, 400)
+        );
+        assert_eq!(s3.lifecycle.temp_expire_after_days, 2);
+        // An empty bucket in the environment switches the file's S3 off again.
+        let off = Settings::load_from(Some(&file), &env(&[("TESSERA_S3_BUCKET", "")])).unwrap();
+        assert!(off.s3_settings().is_none());
+    }
+
+    #[test]
+    fn s3_settings_are_checked() {
+        let err = |pairs: &[(&str, &str)]| Settings::load_from(None, &env(pairs)).unwrap_err().to_string();
+        assert!(err(&[("TESSERA_S3_SSE", "aws:kms:dsse")]).contains("aws:kms:dsse"));
+        assert!(err(&[("TESSERA_S3_KMS_KEY_ID", "k")]).contains("s3_kms_key_id"), "a KMS key without SSE-KMS is a mistake");
+        assert!(err(&[("TESSERA_S3_PATH_STYLE", "maybe")]).contains("TESSERA_S3_PATH_STYLE"));
+        assert!(err(&[("TESSERA_S3_IA_DAYS", "10")]).contains("s3_ia_days"));
+        assert!(err(&[("TESSERA_S3_GLACIER_DAYS", "400")]).contains("s3_ia_days"), "tiers out of order");
+        // Out-of-order tiers do not matter when the lifecycle is managed elsewhere.
+        assert!(Settings::load_from(None, &env(&[("TESSERA_S3_GLACIER_DAYS", "400"), ("TESSERA_S3_LIFECYCLE", "0")])).is_ok());
+        assert!(err(&[("TESSERA_S3_IA_DAYS", "-1")]).contains("settings"));
     }
 
     #[test]

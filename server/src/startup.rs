@@ -1,6 +1,7 @@
 //! Start-up wiring: opens the configured store (MongoDB when `mongodb_uri` is set, else the
-//! embedded SQLite store in the data dir), binds the HTTP listener (and the MLLP listener when
-//! configured) and builds the actix application.
+//! embedded SQLite store in the data dir) and the DICOM archive (objects in S3 when
+//! `s3_bucket` is set, else in the data dir), binds the HTTP listener (and the MLLP and DIMSE
+//! listeners when configured) and builds the actix application.
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -8,6 +9,8 @@ use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
+use dicom_store::object_store::{LocalObjectStore, ObjectStore, S3ObjectStore};
+use dicom_store::{Archive, ArchiveConfig, DicomStoreError, DimseConfig, DimseServer};
 use fhir_store::{MongoStore, MongoStoreOptions, ResourceStore, SqliteStore, SqliteStoreOptions, StoreError};
 use hl7_bridge::mllp::{MllpConfig, MllpError, MllpServer, TlsFiles};
 use hl7_bridge::{Receiver, ReceiverOptions};
@@ -28,13 +31,23 @@ pub enum StartupError {
     Mllp(#[from] MllpError),
     #[error("cannot set up the projections: {0}")]
     Projections(#[from] projections::ProjectionError),
+    /// `objects` says where the DICOM objects were to be kept ("s3://bucket" or a directory).
+    #[error("cannot open the DICOM archive ({objects}): {source}")]
+    Dicom { objects: String, source: DicomStoreError },
+    #[error("cannot start the DICOM listener on {addr}: {source}")]
+    Dimse { addr: String, source: DicomStoreError },
 }
+
+/// The identifier system of Patients the DICOM archive creates for a PatientID it finds no
+/// Patient for.
+pub const DICOM_PATIENT_ID_SYSTEM: &str = "urn:tessera:dicom:patient-id";
 
 /// A built, bound, not yet running server.
 pub struct Application {
     port: u16,
     server: Server,
     mllp: Option<MllpServer>,
+    dimse: Option<DimseServer>,
 }
 
 impl Application {
@@ -94,14 +107,55 @@ impl Application {
         let bind_error = |source| StartupError::Bind { addr: settings.http_addr.clone(), source };
         let listener = TcpListener::bind(&settings.http_addr).map_err(bind_error)?;
         let port = listener.local_addr().map_err(bind_error)?.port();
+        let archive = Application::open_archive(&settings, port, store.clone()).await?;
+        let dimse = match settings.dicom_listen_addr() {
+            Some(addr) => {
+                let dimse_error = |source| StartupError::Dimse { addr: addr.clone(), source };
+                let bind = addr.parse().map_err(|e: std::net::AddrParseError| dimse_error(DicomStoreError::InvalidQuery(e.to_string())))?;
+                let config = DimseConfig {
+                    ae_title: settings.dicom_ae_title.clone(),
+                    accepted_calling_ae_titles: settings.dicom_accepted_ae_titles(),
+                    ..DimseConfig::new(bind)
+                };
+                Some(DimseServer::bind(config, archive.clone()).await.map_err(dimse_error)?)
+            }
+            None => None,
+        };
         let mut projections = Projections::from_settings(&settings, &store)?;
         projections.start_followers(&store, settings.projection_batch_size);
-        let state = web::Data::new(AppState::new(store, receiver, settings.max_body_bytes, projections));
+        let dicomweb = crate::dicomweb::DicomWeb { archive, presign_expiry: Duration::from_secs(settings.dicom_presign_expiry_secs) };
+        let state = web::Data::new(AppState::new(store, receiver, settings.max_body_bytes, projections, dicomweb));
         let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(routes::configure))
             .listen(listener)
             .map_err(bind_error)?
             .run();
-        Ok(Application { port, server, mllp })
+        Ok(Application { port, server, mllp, dimse })
+    }
+
+    /// Opens the DICOM archive: its index and staging area in `data_dir`, its objects in S3
+    /// when `s3_bucket` is set, else in `{data_dir}/dicom-objects`; every study is mirrored as
+    /// an ImagingStudy into `store`. `http_port` makes the default public DICOMweb URL.
+    pub async fn open_archive(settings: &Settings, http_port: u16, store: Arc<dyn ResourceStore>) -> Result<Arc<Archive>, StartupError> {
+        let (objects, described): (Arc<dyn ObjectStore>, String) = match settings.s3_settings() {
+            Some(s3) => {
+                let described = format!("s3://{}", s3.bucket);
+                let failed = |e: dicom_store::object_store::ObjectStoreError| StartupError::Dicom { objects: described.clone(), source: e.into() };
+                (Arc::new(S3ObjectStore::connect(s3).await.map_err(failed)?), described)
+            }
+            None => {
+                let dir = settings.data_dir.join("dicom-objects");
+                let described = dir.display().to_string();
+                let failed = |e: dicom_store::object_store::ObjectStoreError| StartupError::Dicom { objects: described.clone(), source: e.into() };
+                (Arc::new(LocalObjectStore::open(dir.clone()).map_err(failed)?), described)
+            }
+        };
+        let config = ArchiveConfig {
+            data_dir: settings.data_dir.clone(),
+            on_conflict: settings.dicom_on_conflict.policy(),
+            dicomweb_base_url: settings.dicomweb_base_url(http_port),
+            patient_identifier_system: DICOM_PATIENT_ID_SYSTEM.to_string(),
+        };
+        Archive::open(config, objects, Some(store)).await.map_err(|source| StartupError::Dicom { objects: described, source })
     }
 
     pub fn port(&self) -> u16 {
@@ -118,12 +172,18 @@ impl Application {
         self.mllp.as_ref().map(MllpServer::local_addr)
     }
 
+    /// Where the DIMSE listener accepts associations, when it is enabled.
+    pub fn dicom_addr(&self) -> Option<SocketAddr> {
+        self.dimse.as_ref().map(DimseServer::local_addr)
+    }
+
     /// Serves until the process is told to stop (SIGINT/SIGTERM) or the future is dropped.
-    /// The MLLP listener stops with the HTTP server.
+    /// The MLLP and DIMSE listeners stop with the HTTP server.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let mllp = self.mllp.map(|server| tokio::spawn(server.run()));
+        let dimse = self.dimse.map(|server| tokio::spawn(server.run()));
         let result = self.server.await;
-        if let Some(task) = mllp {
+        for task in [mllp, dimse].into_iter().flatten() {
             task.abort();
         }
         result
