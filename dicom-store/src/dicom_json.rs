@@ -123,7 +123,11 @@ fn dataset_json(obj: &InMemDicomObject, path: &mut Vec<TagPathPart>, uri: &dyn F
     Value::Object(object)
 }
 
-fn element_json(element: &InMemElement, path: &mut Vec<TagPathPart>, uri: &dyn Fn(&[TagPathPart]) -> String) -> Map<String, Value> {
+fn element_json(
+    element: &InMemElement,
+    path: &mut Vec<TagPathPart>,
+    uri: &dyn Fn(&[TagPathPart]) -> String,
+) -> Map<String, Value> {
     let vr = element.vr();
     let mut entry = Map::new();
     entry.insert("vr".into(), json!(vr.to_string()));
@@ -394,7 +398,11 @@ mod tests {
             str_element(tags::PATIENT_NAME, VR::PN, "Doe^Jane=山田^花子"),
             str_element(tags::PATIENT_ID, VR::LO, "PAT-1 "),
             str_element(tags::STUDY_DATE, VR::DA, "20240131"),
-            element(tags::IMAGE_TYPE, VR::CS, PrimitiveValue::Strs(vec!["ORIGINAL".to_string(), String::new(), "AXIAL".to_string()].into())),
+            element(
+                tags::IMAGE_TYPE,
+                VR::CS,
+                PrimitiveValue::Strs(vec!["ORIGINAL".to_string(), String::new(), "AXIAL".to_string()].into()),
+            ),
             str_element(tags::SERIES_NUMBER, VR::IS, " 7"),
             element(tags::PIXEL_SPACING, VR::DS, PrimitiveValue::Strs(vec!["0.5".to_string(), "+.25".to_string()].into())),
             element(tags::ROWS, VR::US, PrimitiveValue::U16(vec![512u16].into())),
@@ -457,7 +465,10 @@ mod tests {
         for bad in ["", "7FE0001", "7FE00010.0", "00081140.x.00091010", "00081140..00091010", "zzzzzzzz"] {
             assert_eq!(parse_tag_path(bad), None, "{bad:?}");
         }
-        let path = vec![TagPathPart { tag: tags::REFERENCED_IMAGE_SEQUENCE, item: Some(3) }, TagPathPart { tag: tags::PIXEL_DATA, item: None }];
+        let path = vec![
+            TagPathPart { tag: tags::REFERENCED_IMAGE_SEQUENCE, item: Some(3) },
+            TagPathPart { tag: tags::PIXEL_DATA, item: None },
+        ];
         assert_eq!(parse_tag_path(&format_tag_path(&path)), Some(path));
     }
 

@@ -135,7 +135,12 @@ async fn stored_instances_come_back_byte_identical_in_every_transfer_syntax() {
         let (status, parts) = retrieve(&app, &url, Some("multipart/related; type=\"application/dicom\"")).await;
         assert_eq!(status, 200, "{name}");
         assert_eq!(parts.len(), 1, "{name}");
-        assert!(parts[0].body == *bytes, "{name}: retrieved {} bytes differ from the {} posted", parts[0].body.len(), bytes.len());
+        assert!(
+            parts[0].body == *bytes,
+            "{name}: retrieved {} bytes differ from the {} posted",
+            parts[0].body.len(),
+            bytes.len()
+        );
         assert!(parts[0].header("content-type").unwrap_or_default().starts_with("application/dicom"), "{name}");
     }
 
@@ -166,7 +171,12 @@ async fn qido_matches_on_each_supported_key() {
     pydicom_rewrite(
         &corpus.paths[0],
         &accessioned,
-        &[("AccessionNumber", "ACC-42"), ("StudyInstanceUID", "1.2.826.0.1.3680043.10.1077.1"), ("SeriesInstanceUID", "1.2.826.0.1.3680043.10.1077.1.1"), ("SOPInstanceUID", "1.2.826.0.1.3680043.10.1077.1.1.1")],
+        &[
+            ("AccessionNumber", "ACC-42"),
+            ("StudyInstanceUID", "1.2.826.0.1.3680043.10.1077.1"),
+            ("SeriesInstanceUID", "1.2.826.0.1.3680043.10.1077.1.1"),
+            ("SOPInstanceUID", "1.2.826.0.1.3680043.10.1077.1.1.1"),
+        ],
     );
     corpus.bytes.push(std::fs::read(&accessioned).unwrap());
     corpus.attrs.extend(pydicom_attributes(&[accessioned]));
@@ -197,7 +207,10 @@ async fn qido_matches_on_each_supported_key() {
     let compressed = studies_where(&|r| attr(r, "PatientName").starts_with("CompressedSamples"));
     assert!(compressed.len() >= 3);
     assert_eq!(uids(&get_json(&app, "/studies?PatientName=CompressedSamples*").await, STUDY_UID), compressed);
-    assert_eq!(uids(&get_json(&app, "/studies?PatientName=Lestrade%5EG").await, STUDY_UID), studies_where(&|r| attr(r, "PatientName") == "Lestrade^G"));
+    assert_eq!(
+        uids(&get_json(&app, "/studies?PatientName=Lestrade%5EG").await, STUDY_UID),
+        studies_where(&|r| attr(r, "PatientName") == "Lestrade^G")
+    );
 
     // StudyDate: a range, open ranges and one date.
     let dated = |from: &str, to: &str| {
@@ -222,7 +235,10 @@ async fn qido_matches_on_each_supported_key() {
         uids(&get_json(&app, "/studies?AccessionNumber=ACC-42").await, STUDY_UID),
         BTreeSet::from(["1.2.826.0.1.3680043.10.1077.1".to_string()])
     );
-    assert_eq!(uids(&get_json(&app, "/studies?ModalitiesInStudy=MR").await, STUDY_UID), studies_where(&|r| attr(r, "Modality") == "MR"));
+    assert_eq!(
+        uids(&get_json(&app, "/studies?ModalitiesInStudy=MR").await, STUDY_UID),
+        studies_where(&|r| attr(r, "Modality") == "MR")
+    );
     let two: Vec<&String> = all_studies.iter().take(2).collect();
     let listed = get_json(&app, &format!("/studies?StudyInstanceUID={},{}", two[0], two[1])).await;
     assert_eq!(uids(&listed, STUDY_UID), two.into_iter().cloned().collect());
@@ -244,8 +260,12 @@ async fn qido_matches_on_each_supported_key() {
     assert_eq!(uids(&found, SOP_UID), BTreeSet::from([one.to_string()]));
     let instance_url = json_string(&found[0], "00081190");
     assert_eq!(retrieve(&app, &instance_url, None).await.1[0].body, corpus.bytes[1], "an instance's RetrieveURL retrieves it");
-    let in_study: BTreeSet<String> =
-        corpus.attrs.iter().filter(|r| attr(r, "StudyInstanceUID") == nm_study).map(|r| attr(r, "SOPInstanceUID").to_string()).collect();
+    let in_study: BTreeSet<String> = corpus
+        .attrs
+        .iter()
+        .filter(|r| attr(r, "StudyInstanceUID") == nm_study)
+        .map(|r| attr(r, "SOPInstanceUID").to_string())
+        .collect();
     assert_eq!(in_study.len(), 2);
     assert_eq!(uids(&get_json(&app, &format!("/studies/{nm_study}/instances")).await, SOP_UID), in_study);
     let nm_series_uid = nm_series.iter().next().unwrap();
@@ -354,7 +374,12 @@ print(json.dumps(out))
 
     // Unknown instances and tag paths are 404s; a malformed tag path is a 400.
     let ct = &corpus.attrs[0];
-    let base = format!("/studies/{}/series/{}/instances/{}", attr(ct, "StudyInstanceUID"), attr(ct, "SeriesInstanceUID"), attr(ct, "SOPInstanceUID"));
+    let base = format!(
+        "/studies/{}/series/{}/instances/{}",
+        attr(ct, "StudyInstanceUID"),
+        attr(ct, "SeriesInstanceUID"),
+        attr(ct, "SOPInstanceUID")
+    );
     assert_eq!(get(&app, &format!("{base}/bulkdata/7FE00011"), None).await.status().as_u16(), 404);
     assert_eq!(get(&app, &format!("{base}/bulkdata/not-a-tag"), None).await.status().as_u16(), 400);
     assert_eq!(get(&app, "/studies/1.2.3/metadata", None).await.status().as_u16(), 404);
@@ -369,7 +394,11 @@ async fn bad_parts_are_refused_one_by_one_and_never_indexed() {
     let (status, response) = stow(
         &app,
         "",
-        &[("application/dicom", &corpus.bytes[0]), ("application/dicom", truncated), ("application/dicom", b"this is not DICOM at all")],
+        &[
+            ("application/dicom", &corpus.bytes[0]),
+            ("application/dicom", truncated),
+            ("application/dicom", b"this is not DICOM at all"),
+        ],
     )
     .await;
     assert_eq!(status, 202, "{response}");
@@ -493,7 +522,12 @@ async fn retrieve_negotiates_and_answers_404_for_unknown_uids() {
     let app = spawn_app().await;
     assert_eq!(stow_files(&app, &corpus.bytes).await.0, 200);
     let url = |row: &Value| {
-        format!("/studies/{}/series/{}/instances/{}", attr(row, "StudyInstanceUID"), attr(row, "SeriesInstanceUID"), attr(row, "SOPInstanceUID"))
+        format!(
+            "/studies/{}/series/{}/instances/{}",
+            attr(row, "StudyInstanceUID"),
+            attr(row, "SeriesInstanceUID"),
+            attr(row, "SOPInstanceUID")
+        )
     };
     let (ct, jpeg) = (url(&corpus.attrs[0]), url(&corpus.attrs[1]));
     let explicit_le = "multipart/related; type=\"application/dicom\"; transfer-syntax=1.2.840.10008.1.2.1";
@@ -526,7 +560,12 @@ async fn presigned_urls_need_s3_and_restore_on_local_disk_is_immediate() {
     let app = spawn_app().await;
     assert_eq!(stow_files(&app, &corpus.bytes).await.0, 200);
     let row = &corpus.attrs[0];
-    let base = format!("/studies/{}/series/{}/instances/{}", attr(row, "StudyInstanceUID"), attr(row, "SeriesInstanceUID"), attr(row, "SOPInstanceUID"));
+    let base = format!(
+        "/studies/{}/series/{}/instances/{}",
+        attr(row, "StudyInstanceUID"),
+        attr(row, "SeriesInstanceUID"),
+        attr(row, "SOPInstanceUID")
+    );
     let response = get(&app, &format!("{base}/presigned?expires=600"), None).await;
     assert_eq!(response.status().as_u16(), 501);
     let text = response.text().await.unwrap();
@@ -540,7 +579,8 @@ async fn presigned_urls_need_s3_and_restore_on_local_disk_is_immediate() {
     assert_eq!(response.status().as_u16(), 200);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["status"], "available");
-    let response = app.client.post(format!("{}/studies/{study}/series/1.2/instances/1.2.3/restore", app.dicomweb)).send().await.unwrap();
+    let response =
+        app.client.post(format!("{}/studies/{study}/series/1.2/instances/1.2.3/restore", app.dicomweb)).send().await.unwrap();
     assert_eq!(response.status().as_u16(), 404);
 }
 

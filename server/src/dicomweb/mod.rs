@@ -98,7 +98,12 @@ pub async fn stow_study(req: HttpRequest, payload: web::Payload, state: State) -
     respond(&req, result)
 }
 
-async fn store_request(req: &HttpRequest, mut payload: web::Payload, state: &AppState, study: Option<String>) -> Result<HttpResponse, ApiError> {
+async fn store_request(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    state: &AppState,
+    study: Option<String>,
+) -> Result<HttpResponse, ApiError> {
     let boundary = stow_boundary(req)?;
     let archive = &state.dicomweb.archive;
     let mut reader = MultipartReader::new(&boundary);
@@ -150,7 +155,9 @@ async fn store_request(req: &HttpRequest, mut payload: web::Payload, state: &App
     }
     if let Some(problem) = broken {
         if parts_seen == 0 {
-            return Err(ApiError::BadRequest(format!("the STOW-RS body is not a multipart/related body with boundary {boundary:?}: {problem}")));
+            return Err(ApiError::BadRequest(format!(
+                "the STOW-RS body is not a multipart/related body with boundary {boundary:?}: {problem}"
+            )));
         }
         // The part being read when the body broke off is refused; the ones before it stand.
         if current.take().is_some() || reader.in_part() {
@@ -166,7 +173,8 @@ async fn store_request(req: &HttpRequest, mut payload: web::Payload, state: &App
 /// The boundary of a STOW-RS request, or the 415/400 that explains what is accepted.
 fn stow_boundary(req: &HttpRequest) -> Result<String, ApiError> {
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let accepted = "STOW-RS accepts multipart/related; type=\"application/dicom\"; boundary=… with one DICOM Part 10 file per part";
+    let accepted =
+        "STOW-RS accepts multipart/related; type=\"application/dicom\"; boundary=… with one DICOM Part 10 file per part";
     let media = MediaType::parse(content_type).filter(|m| m.essence == "multipart/related").ok_or_else(|| {
         ApiError::DicomUnsupportedMediaType(format!(
             "unsupported media type {:?}; {accepted}",
@@ -349,11 +357,8 @@ fn store_response(req: &HttpRequest, results: &[PartResult], study: Option<&str>
         (false, false) => StatusCode::ACCEPTED,
     };
     let mut body = Map::new();
-    let stored_studies: std::collections::BTreeSet<&str> = results
-        .iter()
-        .filter(|r| !matches!(r.outcome, PartOutcome::Failed(..)))
-        .map(|r| r.study_instance_uid.as_str())
-        .collect();
+    let stored_studies: std::collections::BTreeSet<&str> =
+        results.iter().filter(|r| !matches!(r.outcome, PartOutcome::Failed(..))).map(|r| r.study_instance_uid.as_str()).collect();
     let study = study.or_else(|| (stored_studies.len() == 1).then(|| *stored_studies.first().expect("one study")));
     if let (Some(study), false) = (study, referenced.is_empty()) {
         body.insert("00081190".into(), json!({"vr": "UR", "Value": [format!("{base}/studies/{study}")]}));
@@ -410,7 +415,12 @@ pub async fn search_series_instances(req: HttpRequest, state: State) -> HttpResp
     respond(&req, result)
 }
 
-async fn search(req: &HttpRequest, state: &AppState, level: QueryLevel, scope: &[(Tag, String)]) -> Result<HttpResponse, ApiError> {
+async fn search(
+    req: &HttpRequest,
+    state: &AppState,
+    level: QueryLevel,
+    scope: &[(Tag, String)],
+) -> Result<HttpResponse, ApiError> {
     negotiate_json(req)?;
     let (query, warnings) = parse_qido(level, &query_params(req), scope)?;
     let matches = state.dicomweb.archive.query(&query).await?;
@@ -435,7 +445,11 @@ async fn search(req: &HttpRequest, state: &AppState, level: QueryLevel, scope: &
 
 /// The query a QIDO-RS request asks for, and warnings about what it ignored. `scope` (the UIDs
 /// of the URL) wins over parameters naming the same attribute.
-fn parse_qido(level: QueryLevel, params: &[(String, String)], scope: &[(Tag, String)]) -> Result<(DicomQuery, Vec<String>), ApiError> {
+fn parse_qido(
+    level: QueryLevel,
+    params: &[(String, String)],
+    scope: &[(Tag, String)],
+) -> Result<(DicomQuery, Vec<String>), ApiError> {
     let mut query = DicomQuery::new(level);
     let mut warnings = Vec::new();
     let number = |name: &str, value: &str| {
@@ -449,7 +463,9 @@ fn parse_qido(level: QueryLevel, params: &[(String, String)], scope: &[(Tag, Str
                 // Every match carries all the attributes the index has; others are not kept.
                 for field in value.split(',').map(str::trim).filter(|f| !f.is_empty() && *f != "all") {
                     if attribute_tag(field).is_none() {
-                        return Err(ApiError::BadRequest(format!("includefield {field:?} is not a DICOM attribute keyword or tag")));
+                        return Err(ApiError::BadRequest(format!(
+                            "includefield {field:?} is not a DICOM attribute keyword or tag"
+                        )));
                     }
                 }
             }
@@ -485,7 +501,9 @@ fn attribute_tag(name: &str) -> Option<Tag> {
 fn retrieve_url(base: &str, found: &QueryMatch) -> String {
     match found {
         QueryMatch::Study(study) => format!("{base}/studies/{}", study.study_instance_uid),
-        QueryMatch::Series(series) => format!("{base}/studies/{}/series/{}", series.study_instance_uid, series.series_instance_uid),
+        QueryMatch::Series(series) => {
+            format!("{base}/studies/{}/series/{}", series.study_instance_uid, series.series_instance_uid)
+        }
         QueryMatch::Instance(instance) => instance_url(base, instance),
     }
 }
@@ -639,7 +657,9 @@ pub async fn bulkdata(req: HttpRequest, state: State) -> HttpResponse {
         negotiate_octets(&req)?;
         let text = segment(&req, "tagpath");
         let path = dicom_json::parse_tag_path(&text).ok_or_else(|| {
-            ApiError::BadRequest(format!("{text:?} is not a tag path (GGGGEEEE, or sequence tag, item index, tag, … joined by '.')"))
+            ApiError::BadRequest(format!(
+                "{text:?} is not a tag path (GGGGEEEE, or sequence tag, item index, tag, … joined by '.')"
+            ))
         })?;
         let instance = target_instances(&req, &state).await?.remove(0);
         let bytes = read_instance(&req, &state.dicomweb.archive, &instance).await?;
@@ -660,7 +680,10 @@ pub async fn bulkdata(req: HttpRequest, state: State) -> HttpResponse {
         }
         body.extend(multipart::closing(&boundary));
         Ok(HttpResponse::Ok()
-            .insert_header((header::CONTENT_TYPE, format!("multipart/related; type=\"application/octet-stream\"; boundary={boundary}")))
+            .insert_header((
+                header::CONTENT_TYPE,
+                format!("multipart/related; type=\"application/octet-stream\"; boundary={boundary}"),
+            ))
             .body(body))
     }
     .await;
@@ -712,9 +735,10 @@ pub async fn restore(req: HttpRequest, state: State) -> HttpResponse {
         for (name, value) in query_params(&req) {
             match name.as_str() {
                 "days" => {
-                    days = value.trim().parse::<u32>().ok().filter(|d| (1..=365).contains(d)).ok_or_else(|| {
-                        ApiError::BadRequest(format!("days={value:?} must be a number of days from 1 to 365"))
-                    })?
+                    days =
+                        value.trim().parse::<u32>().ok().filter(|d| (1..=365).contains(d)).ok_or_else(|| {
+                            ApiError::BadRequest(format!("days={value:?} must be a number of days from 1 to 365"))
+                        })?
                 }
                 other => return Err(ApiError::BadRequest(format!("unknown parameter {other:?} (known: days)"))),
             }
@@ -761,7 +785,8 @@ fn negotiate_dicom(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     }
     for range in &ranges {
         let wildcard = matches!(range.essence.as_str(), "*/*" | "multipart/*");
-        let dicom = range.essence == "multipart/related" && range.param("type").is_none_or(|t| t.eq_ignore_ascii_case("application/dicom"));
+        let dicom = range.essence == "multipart/related"
+            && range.param("type").is_none_or(|t| t.eq_ignore_ascii_case("application/dicom"));
         if wildcard || dicom {
             let syntax = range.param("transfer-syntax").filter(|s| *s != "*").map(str::to_string);
             return Ok(if wildcard { None } else { syntax });
@@ -778,11 +803,15 @@ fn negotiate_dicom(req: &HttpRequest) -> Result<Option<String>, ApiError> {
 fn negotiate_json(req: &HttpRequest) -> Result<(), ApiError> {
     let ranges = accept_ranges(req);
     let ok = ranges.is_empty()
-        || ranges.iter().any(|r| matches!(r.essence.as_str(), "*/*" | "application/*" | "application/dicom+json" | "application/json"));
+        || ranges
+            .iter()
+            .any(|r| matches!(r.essence.as_str(), "*/*" | "application/*" | "application/dicom+json" | "application/json"));
     if ok {
         Ok(())
     } else {
-        Err(ApiError::DicomNotAcceptable(format!("this resource is offered as {DICOM_JSON} only (application/dicom+xml is not supported)")))
+        Err(ApiError::DicomNotAcceptable(format!(
+            "this resource is offered as {DICOM_JSON} only (application/dicom+xml is not supported)"
+        )))
     }
 }
 
@@ -792,12 +821,15 @@ fn negotiate_octets(req: &HttpRequest) -> Result<(), ApiError> {
     let ok = ranges.is_empty()
         || ranges.iter().any(|r| {
             matches!(r.essence.as_str(), "*/*" | "multipart/*")
-                || (r.essence == "multipart/related" && r.param("type").is_none_or(|t| t.eq_ignore_ascii_case("application/octet-stream")))
+                || (r.essence == "multipart/related"
+                    && r.param("type").is_none_or(|t| t.eq_ignore_ascii_case("application/octet-stream")))
         });
     if ok {
         Ok(())
     } else {
-        Err(ApiError::DicomNotAcceptable("bulk data is offered as multipart/related; type=\"application/octet-stream\" only".into()))
+        Err(ApiError::DicomNotAcceptable(
+            "bulk data is offered as multipart/related; type=\"application/octet-stream\" only".into(),
+        ))
     }
 }
 
@@ -834,7 +866,13 @@ mod tests {
     fn qido_parameters_become_matching_keys() {
         let (query, warnings) = parse_qido(
             QueryLevel::Study,
-            &params(&[("PatientName", "DOE^J*"), ("00100020", "PAT1"), ("StudyDate", "20200101-"), ("limit", "5"), ("offset", "10")]),
+            &params(&[
+                ("PatientName", "DOE^J*"),
+                ("00100020", "PAT1"),
+                ("StudyDate", "20200101-"),
+                ("limit", "5"),
+                ("offset", "10"),
+            ]),
             &[],
         )
         .unwrap();
@@ -850,7 +888,12 @@ mod tests {
         let scope = [(tags::STUDY_INSTANCE_UID, "1.2.3".to_string())];
         let (query, warnings) = parse_qido(
             QueryLevel::Series,
-            &params(&[("StudyInstanceUID", "9.9"), ("Rows", "512"), ("includefield", "all,PatientAge,00100010"), ("fuzzymatching", "true")]),
+            &params(&[
+                ("StudyInstanceUID", "9.9"),
+                ("Rows", "512"),
+                ("includefield", "all,PatientAge,00100010"),
+                ("fuzzymatching", "true"),
+            ]),
             &scope,
         )
         .unwrap();
