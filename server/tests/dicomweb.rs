@@ -448,6 +448,24 @@ async fn bad_parts_are_refused_one_by_one_and_never_indexed() {
     let body: Value = response.json().await.unwrap();
     assert_eq!((sequence(&body, "00081199").len(), sequence(&body, "00081198").len()), (1, 1), "{body}");
 
+    // A second part whose headers are not headers: the first stands, the second is refused.
+    let mut broken = multipart_body(BOUNDARY, &[("application/dicom", &corpus.bytes[1])]);
+    broken.truncate(broken.len() - format!("--{BOUNDARY}--\r\n").len());
+    broken.extend_from_slice(format!("--{BOUNDARY}\r\nthis line is no header\r\n\r\n").as_bytes());
+    broken.extend_from_slice(&corpus.bytes[0]);
+    broken.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
+    let response = app
+        .client
+        .post(format!("{}/studies", app.dicomweb))
+        .header("content-type", stow_content_type(BOUNDARY))
+        .body(broken)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 202);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!((sequence(&body, "00081199").len(), sequence(&body, "00081198").len()), (1, 1), "{body}");
+
     // Not multipart at all, or no boundary: 415 / 400 with an explanation; nothing stored.
     let before = get_json(&app, "/instances").await;
     for (content_type, expected) in [

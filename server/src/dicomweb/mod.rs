@@ -110,13 +110,16 @@ async fn store_request(
     let mut results = Vec::new();
     let mut current: Option<Part> = None;
     let mut parts_seen = 0usize;
-    // Why reading stopped before the closing delimiter, if it did.
+    // Why reading stopped before the closing delimiter, if it did; `malformed` when it stopped
+    // at something that is not multipart (rather than at the body's end).
     let mut broken: Option<String> = None;
+    let mut malformed = false;
     'read: while let Some(chunk) = payload.next().await {
         let chunk = match chunk {
             Ok(chunk) => chunk,
             Err(e) => {
                 broken = Some(format!("the request body could not be read: {e}"));
+                malformed = true;
                 break;
             }
         };
@@ -127,6 +130,7 @@ async fn store_request(
                 Ok(None) => break,
                 Err(e) => {
                     broken = Some(e.to_string());
+                    malformed = true;
                     break 'read;
                 }
             };
@@ -160,7 +164,7 @@ async fn store_request(
             )));
         }
         // The part being read when the body broke off is refused; the ones before it stand.
-        if current.take().is_some() || reader.in_part() {
+        if malformed || current.take().is_some() || reader.mid_part() {
             results.push(PartResult::failed(reason::CANNOT_UNDERSTAND, format!("incomplete part: {problem}")));
         }
     }
@@ -900,6 +904,37 @@ mod tests {
         assert_eq!(query.study_instance_uid, vec!["1.2.3"]);
         assert_eq!(warnings.len(), 2, "{warnings:?}");
         assert!(warnings.iter().any(|w| w.starts_with("Rows")));
+    }
+
+    #[test]
+    fn archive_failures_map_to_statuses_and_archived_objects_say_how_to_restore() {
+        use dicom_store::object_store::{ObjectKey, ObjectStoreError};
+        let key = || ObjectKey::new("dicom/P/1/2/3.dcm");
+        let archived = ApiError::Dicom {
+            source: ObjectStoreError::Archived { key: key(), storage_class: "DEEP_ARCHIVE".into() }.into(),
+            hint: Some("POST http://h/dicomweb/studies/1/series/2/instances/3/restore starts a restore".into()),
+        };
+        assert_eq!(archived.status(), StatusCode::CONFLICT);
+        let text = archived.to_operation_outcome().to_string();
+        assert!(text.contains("DEEP_ARCHIVE") && text.contains("/restore"), "{text}");
+        let status = |e: DicomStoreError| ApiError::from(e).status();
+        let integrity = ObjectStoreError::Integrity { key: key(), expected: "a".into(), actual: "b".into() };
+        assert_eq!(status(integrity.into()), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(status(ObjectStoreError::Unavailable("s3 down".into()).into()), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(status(ObjectStoreError::OutOfResources("disk full".into()).into()), StatusCode::INSUFFICIENT_STORAGE);
+        assert_eq!(status(ObjectStoreError::NotFound(key()).into()), StatusCode::NOT_FOUND);
+        assert_eq!(status(DicomStoreError::InvalidQuery("bad".into())), StatusCode::BAD_REQUEST);
+        assert_eq!(status(DicomStoreError::Conflict("1.2".into())), StatusCode::CONFLICT);
+        // And in a STOW-RS answer, per part.
+        let code = |e: DicomStoreError| match PartResult::from_error(&e, None).outcome {
+            PartOutcome::Failed(code, _) => code,
+            _ => unreachable!("an error is a failure"),
+        };
+        assert_eq!(code(DicomStoreError::InvalidObject("x".into())), 0xC000);
+        assert_eq!(code(DicomStoreError::SopClassMismatch("x".into())), 0xA900);
+        assert_eq!(code(DicomStoreError::Conflict("x".into())), 0x0111);
+        assert_eq!(code(ObjectStoreError::OutOfResources("x".into()).into()), 0xA700);
+        assert_eq!(code(ObjectStoreError::Unavailable("x".into()).into()), 0x0110);
     }
 
     #[test]

@@ -225,9 +225,9 @@ impl MultipartReader {
         }
     }
 
-    /// True while a part's body is being read.
-    pub fn in_part(&self) -> bool {
-        self.state == State::Body
+    /// True while a part's headers or body are being read.
+    pub fn mid_part(&self) -> bool {
+        matches!(self.state, State::Headers | State::Body)
     }
 }
 
