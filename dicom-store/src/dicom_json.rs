@@ -56,7 +56,7 @@ pub fn format_tag_path(path: &[TagPathPart]) -> String {
 /// Reads a tag path written by [`format_tag_path`]; None when it is not one.
 pub fn parse_tag_path(text: &str) -> Option<Vec<TagPathPart>> {
     let steps: Vec<&str> = text.split('.').collect();
-    if steps.len() % 2 == 0 {
+    if steps.len().is_multiple_of(2) {
         return None;
     }
     let mut path = Vec::new();
