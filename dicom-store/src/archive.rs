@@ -54,6 +54,15 @@ pub enum StoreStatus {
     Replaced,
 }
 
+/// What a stored object must be, as far as the sender said.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Expected<'a> {
+    /// The SOP class it was sent as (C-STORE's Affected SOP Class UID).
+    pub sop_class_uid: Option<&'a str>,
+    /// The study it was sent to (STOW-RS `POST /studies/{study}`).
+    pub study_instance_uid: Option<&'a str>,
+}
+
 /// The result of `Archive::store`.
 #[derive(Clone, Debug)]
 pub struct StoreOutcome {
@@ -108,20 +117,29 @@ impl Archive {
         &self.objects
     }
 
-    /// Stores one staged Part 10 file. With `sent_as` (the SOP class of the C-STORE request),
-    /// a dataset of another SOP class is `SopClassMismatch`. Returns only when the object is
-    /// durable in the object store and indexed.
-    pub async fn store(&self, staged: StagedFile, sent_as: Option<&str>) -> Result<StoreOutcome, DicomStoreError> {
+    /// Stores one staged Part 10 file. A dataset that is not what `expected` says it is (another
+    /// SOP class than the C-STORE request's, another study than the STOW-RS URL's) is
+    /// `SopClassMismatch` / `StudyMismatch`. Returns only when the object is durable in the
+    /// object store and indexed. The staged file stays the caller's.
+    pub async fn store(&self, staged: &StagedFile, expected: Expected<'_>) -> Result<StoreOutcome, DicomStoreError> {
         let path = staged.path().to_path_buf();
         let (sha256, size) = (staged.sha256.clone(), staged.size);
         let mut instance = tokio::task::spawn_blocking(move || parse::read_instance(&path, &sha256, size))
             .await
             .map_err(|e| DicomStoreError::Index(format!("parser task failed: {e}")))??;
-        if let Some(sent_as) = sent_as {
+        if let Some(sent_as) = expected.sop_class_uid {
             if sent_as != instance.sop_class_uid {
                 return Err(DicomStoreError::SopClassMismatch(format!(
                     "sent as SOP class {sent_as} but the dataset is {}",
                     instance.sop_class_uid
+                )));
+            }
+        }
+        if let Some(study) = expected.study_instance_uid {
+            if study != instance.study_instance_uid {
+                return Err(DicomStoreError::StudyMismatch(format!(
+                    "the instance belongs to study {:?}, not to study {study:?} named by the URL",
+                    instance.study_instance_uid
                 )));
             }
         }

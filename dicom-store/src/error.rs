@@ -12,6 +12,9 @@ pub enum DicomStoreError {
     /// The dataset's SOP class is not the one it was sent as, or not a storage SOP class.
     #[error("dataset does not match its SOP class: {0}")]
     SopClassMismatch(String),
+    /// The dataset belongs to another study than the one it was sent to.
+    #[error("{0}")]
+    StudyMismatch(String),
     /// The same SOP Instance UID is already stored with different bytes and the policy is to
     /// refuse the second copy.
     #[error("SOP instance {0} is already stored with different content")]
@@ -53,7 +56,7 @@ impl DicomStoreError {
     pub fn kind(&self) -> DicomErrorKind {
         match self {
             DicomStoreError::InvalidObject(_) => DicomErrorKind::InvalidObject,
-            DicomStoreError::SopClassMismatch(_) => DicomErrorKind::SopClassMismatch,
+            DicomStoreError::SopClassMismatch(_) | DicomStoreError::StudyMismatch(_) => DicomErrorKind::SopClassMismatch,
             DicomStoreError::Conflict(_) => DicomErrorKind::Conflict,
             DicomStoreError::InvalidQuery(_) => DicomErrorKind::InvalidQuery,
             DicomStoreError::NotFound(_) => DicomErrorKind::NotFound,

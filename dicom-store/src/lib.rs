@@ -15,7 +15,7 @@ mod query;
 mod records;
 mod staging;
 
-pub use archive::{Archive, ArchiveConfig, ConflictPolicy, StoreOutcome, StoreStatus};
+pub use archive::{Archive, ArchiveConfig, ConflictPolicy, Expected, StoreOutcome, StoreStatus};
 pub use dimse::{DimseConfig, DimseServer};
 pub use error::{DicomErrorKind, DicomStoreError};
 pub use imaging_study::{imaging_study_id, imaging_study_resource};

@@ -100,7 +100,7 @@ async fn store(archive: &Archive, object: &Object<'_>) {
     let mut writer = archive.staging().create().expect("staging file");
     writer.write_all(&part10(object)).expect("stage");
     let staged = writer.finish().expect("finish staging");
-    let outcome = archive.store(staged, None).await.expect("store");
+    let outcome = archive.store(&staged, dicom_store::Expected::default()).await.expect("store");
     assert_eq!(outcome.status, StoreStatus::Stored);
 }
 

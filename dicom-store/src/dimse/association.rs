@@ -19,7 +19,7 @@ use tokio::net::TcpStream;
 use super::command::{field, status, Request, Response};
 use super::negotiation::{self, AcceptedContext, Negotiated, Service};
 use super::DimseConfig;
-use crate::{Archive, DicomErrorKind, DicomQuery, DicomStoreError, QueryLevel, StagedWriter};
+use crate::{Archive, DicomErrorKind, Expected, DicomQuery, DicomStoreError, QueryLevel, StagedWriter};
 
 /// The largest A-ASSOCIATE-RQ we read (a modality proposing every storage class in several
 /// syntaxes stays far below this).
@@ -311,9 +311,11 @@ impl Connection {
             Ok(staged) => staged,
             Err(e) => return (status::OUT_OF_RESOURCES, format!("staging: {e}")),
         };
-        match self.archive.store(staged, Some(&request.affected_sop_class_uid)).await {
-            Ok(outcome) if outcome.instance.sop_instance_uid == request.affected_sop_instance_uid => (status::SUCCESS, String::new()),
-            Ok(_) => unreachable!("the file meta carries the command's SOP instance UID and the parser checks it"),
+        let expected = Expected { sop_class_uid: Some(&request.affected_sop_class_uid), ..Expected::default() };
+        match self.archive.store(&staged, expected).await {
+            // The file meta carries the command's SOP Instance UID, and the parser refuses a data
+            // set with another, so what was stored is the instance the command named.
+            Ok(_) => (status::SUCCESS, String::new()),
             Err(e) => (store_status(&e), e.to_string()),
         }
     }

@@ -23,7 +23,7 @@ use dicom_core::Tag;
 use dicom_dictionary_std::{tags, StandardDataDictionary};
 use dicom_store::dicom_json::{self, BulkData, TagPathPart};
 use dicom_store::object_store::RestoreState;
-use dicom_store::{Archive, DicomErrorKind, DicomQuery, DicomStoreError, IndexedInstance, QueryLevel, QueryMatch, StoreStatus};
+use dicom_store::{Archive, DicomErrorKind, DicomQuery, DicomStoreError, Expected, IndexedInstance, QueryLevel, QueryMatch, StoreStatus};
 use futures::StreamExt;
 use serde_json::{json, Map, Value};
 
@@ -239,18 +239,8 @@ impl Part {
             Ok(staged) => staged,
             Err(e) => return PartResult::from_error(&DicomStoreError::Staging(e), None),
         };
-        let path = staged.path().to_path_buf();
-        let identity = web::block(move || dicom_json::identify(&path)).await.ok().and_then(Result::ok);
-        if let (Some(study), Some(identity)) = (study, &identity) {
-            if identity.study_instance_uid != study {
-                let message = format!(
-                    "the instance belongs to study {:?}, not to study {study:?} named by the URL",
-                    identity.study_instance_uid
-                );
-                return PartResult::with_identity(identity, PartOutcome::Failed(reason::MISMATCH, message));
-            }
-        }
-        match archive.store(staged, None).await {
+        let expected = Expected { study_instance_uid: study, ..Expected::default() };
+        match archive.store(&staged, expected).await {
             Ok(outcome) => {
                 let instance = &outcome.instance;
                 let result = PartResult {
@@ -273,6 +263,9 @@ impl Part {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "stow-rs part refused");
+                // Name the refused instance in the response when its header can be read.
+                let path = staged.path().to_path_buf();
+                let identity = web::block(move || dicom_json::identify(&path)).await.ok().and_then(Result::ok);
                 PartResult::from_error(&e, identity.as_ref())
             }
         }
