@@ -2,6 +2,8 @@
 //! reference receiver), pynetdicom, and a hand-written client for the bad inputs.
 
 mod dimse_support;
+#[path = "support/peers.rs"]
+mod peers;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -10,6 +12,7 @@ use dicom_dictionary_std::tags;
 use dicom_store::{DicomErrorKind, DicomQuery, QueryLevel};
 use dicom_ul::pdu::{AssociationRQ, Pdu, PresentationContextProposed, UserVariableItem};
 use dicom_store::ConflictPolicy;
+use peers::free_port;
 use dimse_support::{data_set_of, dcmtk, pydicom_test_files, pynetdicom, run, start, start_with};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -141,10 +144,6 @@ fn newest_file_for(dir: &Path, uid: &str) -> std::io::Result<Vec<u8>> {
 fn transfer_syntax_of(part10: &[u8]) -> String {
     let object = dicom_object::OpenFileOptions::new().read_until(tags::PIXEL_DATA).from_reader(&part10[128..]).unwrap();
     object.meta().transfer_syntax().trim_end_matches('\0').to_string()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -2,6 +2,8 @@
 //! lifecycle, encryption, multipart, presigned URLs, verification and archive tiers; s3s-fs for
 //! the server-side SHA-256 checksum check.
 
+#[path = "support/peers.rs"]
+mod peers;
 #[path = "support/s3_peers.rs"]
 mod s3_peers;
 

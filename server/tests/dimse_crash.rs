@@ -3,6 +3,7 @@
 //! instance that got C-STORE success is retrievable over WADO-RS, byte-verified by the server,
 //! and findable over QIDO-RS.
 
+mod dicom_support;
 mod hl7_support;
 
 use std::io::{BufRead, BufReader};
@@ -10,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use dicom_support::{pydicom_attributes, skip};
 use hl7_support::{free_port, start_binary_with};
 
 const INSTANCES: usize = 200;
@@ -17,22 +19,12 @@ const INSTANCES: usize = 200;
 const SIDE: &str = "256";
 const KILL_AFTER_SUCCESSES: usize = 40;
 
-fn skip_or_fail(why: &str) {
-    if std::env::var("TESSERA_REQUIRE_PEERS").as_deref() == Ok("1") {
-        panic!("required test peer missing: {why}");
-    }
-    println!("skipped: {why}");
-}
-
-fn sop_instance_uid(path: &Path) -> String {
-    tag_of(path, "SOPInstanceUID")
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn every_instance_that_got_success_survives_kill_9() {
     let storescu = PathBuf::from("/usr/bin/storescu");
     if !storescu.exists() {
-        return skip_or_fail("dcmtk storescu not installed (apt-get install dcmtk)");
+        skip::<()>("dcmtk storescu not installed (apt-get install dcmtk)");
+        return;
     }
     let work = tempfile::tempdir().unwrap();
     let instances = work.path().join("instances");
@@ -40,7 +32,8 @@ async fn every_instance_that_got_success_survives_kill_9() {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/make-dicom-instances.py");
     let made = Command::new("python3").arg(script).arg(&instances).args([SIDE, &INSTANCES.to_string()]).status();
     if !made.is_ok_and(|s| s.success()) {
-        return skip_or_fail("pydicom not installed (pip install pydicom)");
+        skip::<()>("pydicom not installed (pip install pydicom)");
+        return;
     }
     let mut files: Vec<PathBuf> = std::fs::read_dir(&instances).unwrap().map(|e| e.unwrap().path()).collect();
     files.sort();
@@ -86,11 +79,11 @@ async fn every_instance_that_got_success_survives_kill_9() {
     assert!(acknowledged.len() < INSTANCES, "the kill came before the end of the stream");
 
     let server = start_binary_with(&data_dir, &log, &settings).await;
-    let ct = files[0].clone();
-    let study = study_uid(&ct);
-    let series = series_uid(&ct);
-    for file in &acknowledged {
-        let uid = sop_instance_uid(file);
+    let attributes = pydicom_attributes(&acknowledged);
+    let text = |row: &serde_json::Value, key: &str| row[key].as_str().unwrap().to_string();
+    let (study, series) = (text(&attributes[0], "StudyInstanceUID"), text(&attributes[0], "SeriesInstanceUID"));
+    for (file, row) in acknowledged.iter().zip(&attributes) {
+        let uid = text(row, "SOPInstanceUID");
         let (status, body) = server.rest.get(&format!("/dicomweb/studies/{study}/series/{series}/instances/{uid}")).await;
         assert_eq!(status, 200, "{} got success but is not retrievable: {}", file.display(), String::from_utf8_lossy(&body));
         assert!(body.windows(uid.len()).any(|w| w == uid.as_bytes()), "the retrieved object is {uid}");
@@ -117,21 +110,4 @@ fn count_objects(dir: &Path) -> usize {
     let mut n = 0;
     walk(dir, &mut n);
     n
-}
-
-fn tag_of(path: &Path, keyword: &str) -> String {
-    let out = Command::new("python3")
-        .args(["-c", &format!("import sys, pydicom; print(pydicom.dcmread(sys.argv[1], stop_before_pixels=True).{keyword})")])
-        .arg(path)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn study_uid(path: &Path) -> String {
-    tag_of(path, "StudyInstanceUID")
-}
-
-fn series_uid(path: &Path) -> String {
-    tag_of(path, "SeriesInstanceUID")
 }

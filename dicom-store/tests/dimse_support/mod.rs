@@ -12,15 +12,9 @@ use std::time::Duration;
 use dicom_store::object_store::LocalObjectStore;
 use dicom_store::{Archive, ArchiveConfig, ConflictPolicy, DimseConfig, DimseServer};
 
-/// None (after printing `skipped: why`) when a peer is missing, unless TESSERA_REQUIRE_PEERS=1.
+/// `found`, or None after `skip` when the peer is missing.
 pub fn peer<T>(found: Option<T>, why: &str) -> Option<T> {
-    if found.is_none() {
-        if std::env::var("TESSERA_REQUIRE_PEERS").as_deref() == Ok("1") {
-            panic!("required test peer missing: {why}");
-        }
-        println!("skipped: {why}");
-    }
-    found
+    found.or_else(|| crate::peers::skip(why))
 }
 
 /// A dcmtk tool. pynetdicom installs Python apps with the same names (storescu, findscu…), so

@@ -3,12 +3,14 @@
 //! not installed (or fails it under `TESSERA_REQUIRE_PEERS=1`).
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
+
+pub use crate::peers::{free_port, skip};
 
 /// A running server; dropping it kills the process and removes its directory.
 pub struct Peer {
@@ -37,21 +39,6 @@ impl Drop for Peer {
             tail.iter().rev().for_each(|line| eprintln!("  {line}"));
         }
     }
-}
-
-/// Says why a test cannot run: prints `skipped: <why>` and gives None, or panics when
-/// `TESSERA_REQUIRE_PEERS=1` asks for every peer to be there.
-pub fn skip<T>(why: &str) -> Option<T> {
-    if std::env::var("TESSERA_REQUIRE_PEERS").as_deref() == Ok("1") {
-        panic!("TESSERA_REQUIRE_PEERS=1 but {why}");
-    }
-    eprintln!("skipped: {why}");
-    None
-}
-
-/// A port nothing listens on right now.
-pub fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).and_then(|l| l.local_addr()).expect("bind a free port").port()
 }
 
 /// `name` on PATH, or in `~/.cargo/bin` where `cargo install` puts it.
