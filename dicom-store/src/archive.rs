@@ -124,9 +124,10 @@ impl Archive {
     pub async fn store(&self, staged: &StagedFile, expected: Expected<'_>) -> Result<StoreOutcome, DicomStoreError> {
         let path = staged.path().to_path_buf();
         let (sha256, size) = (staged.sha256.clone(), staged.size);
-        let mut instance = tokio::task::spawn_blocking(move || parse::read_instance(&path, &sha256, size))
-            .await
-            .map_err(|e| DicomStoreError::Index(format!("parser task failed: {e}")))??;
+        let writeback = staged.start_writeback();
+        let parsed = tokio::task::spawn_blocking(move || parse::read_instance(&path, &sha256, size)).await;
+        let _ = writeback.await;
+        let mut instance = parsed.map_err(|e| DicomStoreError::Index(format!("parser task failed: {e}")))??;
         if let Some(sent_as) = expected.sop_class_uid {
             if sent_as != instance.sop_class_uid {
                 return Err(DicomStoreError::SopClassMismatch(format!(

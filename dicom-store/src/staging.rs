@@ -72,4 +72,16 @@ impl StagedFile {
     pub fn path(&self) -> &Path {
         self.file.path()
     }
+
+    /// Writes the staged bytes to disk (fdatasync) on a blocking thread. Started while the file
+    /// is parsed, it overlaps the disk write with the parse: the local object store links this
+    /// very inode into place, so its own fsync then has little left to do.
+    pub(crate) fn start_writeback(&self) -> tokio::task::JoinHandle<()> {
+        let file = self.file.as_file().try_clone();
+        tokio::task::spawn_blocking(move || {
+            if let Ok(file) = file {
+                let _ = file.sync_data();
+            }
+        })
+    }
 }

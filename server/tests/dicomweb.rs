@@ -12,17 +12,7 @@ use std::path::PathBuf;
 use dicom_support::*;
 use serde_json::Value;
 
-/// Files of distinct SOP instances in distinct transfer syntaxes.
-const FILES: &[&str] = &[
-    "CT_small.dcm",                  // Explicit VR Little Endian
-    "SC_rgb_jpeg_dcmd.dcm",          // Implicit VR Little Endian
-    "image_dfl.dcm",                 // Deflated Explicit VR Little Endian
-    "SC_rgb_jpeg_dcmtk.dcm",         // JPEG Baseline
-    "MR_small_jpeg_ls_lossless.dcm", // JPEG-LS Lossless
-    "JPEG2000.dcm",                  // JPEG 2000
-    "SC_rgb_rle.dcm",                // RLE Lossless (same study and series as SC_rgb_jpeg_dcmtk)
-    "JPEG-lossy.dcm",                // JPEG Extended (same study and series as JPEG2000)
-];
+const FILES: &[&str] = ONE_FILE_PER_TRANSFER_SYNTAX;
 
 const BOUNDARY: &str = "tessera-test-boundary-7d1f";
 

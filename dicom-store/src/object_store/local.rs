@@ -1,14 +1,22 @@
-//! The default object store: files under a directory, each with a `.sha256` sidecar, written
-//! by temp file + fsync + rename so a crash leaves either the old object or the new one.
+//! The default object store: files under a directory, each carrying its SHA-256 as the
+//! `user.tessera.sha256` extended attribute (or, on a filesystem without user xattrs, in a
+//! `.sha256` sidecar), put in place by link-or-copy to a temp name + fsync + rename + directory
+//! fsync, so a crash leaves either the old object or the new one, never one without its checksum.
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use rustix::fs::XattrFlags;
+use rustix::io::Errno;
 use sha2::{Digest, Sha256};
 
 use super::{ObjectHead, ObjectKey, ObjectStore, ObjectStoreError, RestoreState};
+
+/// The extended attribute holding an object's lower-case hex SHA-256.
+const CHECKSUM_XATTR: &str = "user.tessera.sha256";
 
 /// Objects as files under `root`, at their key's path.
 #[derive(Clone, Debug)]
@@ -43,22 +51,66 @@ fn io_error(path: &Path, error: std::io::Error) -> ObjectStoreError {
     }
 }
 
-/// Copies `source` to `target` durably: a temp file beside the target, fsynced, renamed over it,
-/// and the directory fsynced.
-fn write_durably(source: Option<&Path>, contents: &[u8], target: &Path) -> Result<(), ObjectStoreError> {
+/// True for the errors of a filesystem (or mount) without user extended attributes.
+fn xattrs_unsupported(error: Errno) -> bool {
+    error == Errno::NOTSUP || error == Errno::OPNOTSUPP || error == Errno::PERM
+}
+
+/// Puts `source`'s bytes at `target` with their checksum, durably. The bytes are hard-linked to
+/// a temp name beside the target when both are on one filesystem (the staging area usually is),
+/// copied otherwise; the checksum goes on the same inode as an xattr, or first into a durable
+/// sidecar; then the inode is fsynced, renamed over the target and the directory fsynced.
+fn put_durably(source: &Path, target: &Path, sha256: &str) -> Result<(), ObjectStoreError> {
     let dir = target.parent().expect("object paths have a parent");
     std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
-    let mut temp = tempfile::Builder::new().prefix(".incoming-").tempfile_in(dir).map_err(|e| io_error(dir, e))?;
-    match source {
-        Some(source) => {
-            let mut from = std::fs::File::open(source).map_err(|e| io_error(source, e))?;
-            std::io::copy(&mut from, temp.as_file_mut()).map_err(|e| io_error(target, e))?;
-        }
-        None => std::io::Write::write_all(temp.as_file_mut(), contents).map_err(|e| io_error(target, e))?,
+    let builder = {
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(".incoming-");
+        builder
+    };
+    let temp = match builder.make_in(dir, |path| std::fs::hard_link(source, path)) {
+        Ok(linked) => linked,
+        Err(_) => builder.make_in(dir, |path| std::fs::copy(source, path).map(drop)).map_err(|e| io_error(target, e))?,
+    };
+    let file = File::open(temp.path()).map_err(|e| io_error(target, e))?;
+    match rustix::fs::fsetxattr(&file, CHECKSUM_XATTR, sha256.as_bytes(), XattrFlags::empty()) {
+        Ok(()) => {}
+        Err(e) if xattrs_unsupported(e) => write_sidecar(sha256, &sidecar_of(target))?,
+        Err(e) => return Err(io_error(target, e.into())),
     }
+    file.sync_all().map_err(|e| io_error(target, e))?;
+    temp.persist(target).map_err(|e| io_error(target, e.error))?;
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io_error(dir, e))
+}
+
+/// Writes a sidecar checksum durably (temp file, fsync, rename, directory fsync).
+fn write_sidecar(sha256: &str, target: &Path) -> Result<(), ObjectStoreError> {
+    let dir = target.parent().expect("object paths have a parent");
+    let mut temp = tempfile::Builder::new().prefix(".incoming-").tempfile_in(dir).map_err(|e| io_error(dir, e))?;
+    std::io::Write::write_all(temp.as_file_mut(), sha256.as_bytes()).map_err(|e| io_error(target, e))?;
     temp.as_file().sync_all().map_err(|e| io_error(target, e))?;
     temp.persist(target).map_err(|e| io_error(target, e.error))?;
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io_error(dir, e))
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io_error(dir, e))
+}
+
+/// The checksum an object was stored with: its xattr, else its sidecar. None when it has neither
+/// (the object does not exist).
+fn stored_checksum(path: &Path, file: Option<&File>) -> Result<Option<String>, ObjectStoreError> {
+    let mut buf = [0u8; 128];
+    let from_xattr = match file {
+        Some(file) => rustix::fs::fgetxattr(file, CHECKSUM_XATTR, &mut buf[..]),
+        None => rustix::fs::getxattr(path, CHECKSUM_XATTR, &mut buf[..]),
+    };
+    match from_xattr {
+        Ok(len) => return Ok(Some(String::from_utf8_lossy(&buf[..len]).trim().to_string())),
+        Err(e) if e == Errno::NODATA || e == Errno::NOENT || xattrs_unsupported(e) => {}
+        Err(e) => return Err(io_error(path, e.into())),
+    }
+    match std::fs::read_to_string(sidecar_of(path)) {
+        Ok(sha) => Ok(Some(sha.trim().to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_error(path, e)),
+    }
 }
 
 #[async_trait]
@@ -67,29 +119,25 @@ impl ObjectStore for LocalObjectStore {
         let target = self.path_of(key);
         let source = source.to_path_buf();
         let sha256 = sha256.to_string();
-        tokio::task::spawn_blocking(move || {
-            // The sidecar first: an object file never exists without its checksum.
-            write_durably(None, sha256.as_bytes(), &sidecar_of(&target))?;
-            write_durably(Some(&source), &[], &target)
-        })
-        .await
-        .map_err(|e| ObjectStoreError::Unavailable(e.to_string()))?
+        tokio::task::spawn_blocking(move || put_durably(&source, &target, &sha256))
+            .await
+            .map_err(|e| ObjectStoreError::Unavailable(e.to_string()))?
     }
 
     async fn get(&self, key: &ObjectKey) -> Result<Bytes, ObjectStoreError> {
         let path = self.path_of(key);
         let key = key.clone();
         tokio::task::spawn_blocking(move || {
-            let expected = match std::fs::read_to_string(sidecar_of(&path)) {
-                Ok(sha) => sha.trim().to_string(),
+            let mut file = match File::open(&path) {
+                Ok(file) => file,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ObjectStoreError::NotFound(key)),
                 Err(e) => return Err(io_error(&path, e)),
             };
-            let bytes = match std::fs::read(&path) {
-                Ok(bytes) => bytes,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ObjectStoreError::NotFound(key)),
-                Err(e) => return Err(io_error(&path, e)),
+            let Some(expected) = stored_checksum(&path, Some(&file))? else {
+                return Err(ObjectStoreError::Integrity { key, expected: "(no checksum stored)".into(), actual: String::new() });
             };
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut file, &mut bytes).map_err(|e| io_error(&path, e))?;
             let actual = hex::encode(Sha256::digest(&bytes));
             if actual != expected {
                 return Err(ObjectStoreError::Integrity { key, expected, actual });
@@ -102,13 +150,17 @@ impl ObjectStore for LocalObjectStore {
 
     async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectHead>, ObjectStoreError> {
         let path = self.path_of(key);
-        let size = match tokio::fs::metadata(&path).await {
-            Ok(meta) => meta.len(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io_error(&path, e)),
-        };
-        let sha256 = tokio::fs::read_to_string(sidecar_of(&path)).await.map_err(|e| io_error(&path, e))?;
-        Ok(Some(ObjectHead { size, sha256: sha256.trim().to_string(), storage_class: "STANDARD".into() }))
+        tokio::task::spawn_blocking(move || {
+            let size = match std::fs::metadata(&path) {
+                Ok(meta) => meta.len(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(io_error(&path, e)),
+            };
+            let sha256 = stored_checksum(&path, None)?.unwrap_or_default();
+            Ok(Some(ObjectHead { size, sha256, storage_class: "STANDARD".into() }))
+        })
+        .await
+        .map_err(|e| ObjectStoreError::Unavailable(e.to_string()))?
     }
 
     async fn presigned_get(&self, _key: &ObjectKey, _expires_in: Duration) -> Result<Option<String>, ObjectStoreError> {
@@ -121,5 +173,64 @@ impl ObjectStore for LocalObjectStore {
 
     fn describe(&self) -> String {
         format!("directory {}", self.root.display())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn staged(dir: &Path, bytes: &[u8]) -> (PathBuf, String) {
+        let path = dir.join("staged.dcm");
+        std::fs::write(&path, bytes).unwrap();
+        (path, hex::encode(Sha256::digest(bytes)))
+    }
+
+    #[tokio::test]
+    async fn an_object_comes_back_verified_and_a_changed_byte_is_an_integrity_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalObjectStore::open(dir.path().join("objects")).unwrap();
+        let key = ObjectKey::new("dicom/P/1.2/1.2.3/1.2.3.4.dcm");
+        let (source, sha256) = staged(dir.path(), b"first version of the object");
+        store.put_file(&key, &source, 0, &sha256).await.unwrap();
+        std::fs::remove_file(&source).unwrap();
+        assert_eq!(store.get(&key).await.unwrap().as_ref(), b"first version of the object");
+        let head = store.head(&key).await.unwrap().unwrap();
+        assert_eq!((head.size, head.sha256.as_str()), (27, sha256.as_str()));
+
+        // A replacement is renamed over the first; the checksum follows the bytes.
+        let (source, sha256) = staged(dir.path(), b"second version");
+        store.put_file(&key, &source, 0, &sha256).await.unwrap();
+        assert_eq!(store.get(&key).await.unwrap().as_ref(), b"second version");
+        assert_eq!(store.head(&key).await.unwrap().unwrap().sha256, sha256);
+
+        // Rewriting the file in place (same inode, same checksum attribute) is caught.
+        let path = dir.path().join("objects").join(key.as_str());
+        let mut file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        std::io::Write::write_all(&mut file, b"S").unwrap();
+        drop(file);
+        assert!(matches!(store.get(&key).await, Err(ObjectStoreError::Integrity { .. })));
+        // No temp file is left beside the object.
+        let names: Vec<String> =
+            std::fs::read_dir(path.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        assert!(names.iter().all(|n| !n.starts_with(".incoming-")), "{names:?}");
+        assert_eq!(store.get(&ObjectKey::new("dicom/none.dcm")).await.unwrap_err().to_string(), ObjectStoreError::NotFound(ObjectKey::new("dicom/none.dcm")).to_string());
+    }
+
+    #[tokio::test]
+    async fn a_source_on_another_filesystem_is_copied() {
+        let shm = Path::new("/dev/shm");
+        if !shm.is_dir() {
+            eprintln!("skipped: no /dev/shm for a second filesystem");
+            return;
+        }
+        let elsewhere = tempfile::tempdir_in(shm).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalObjectStore::open(dir.path().join("objects")).unwrap();
+        let key = ObjectKey::new("dicom/P/a.dcm");
+        let (source, sha256) = staged(elsewhere.path(), b"bytes from another filesystem");
+        store.put_file(&key, &source, 0, &sha256).await.unwrap();
+        assert!(source.exists(), "the source stays the caller's");
+        assert_eq!(store.get(&key).await.unwrap().as_ref(), b"bytes from another filesystem");
     }
 }

@@ -71,6 +71,20 @@ pub fn skip<T>(why: &str) -> Option<T> {
     None
 }
 
+/// pydicom test files of distinct SOP instances, one per transfer syntax the store keeps as
+/// received; JPEG2000.dcm and JPEG-lossy.dcm share a study and series, as do SC_rgb_rle.dcm and
+/// SC_rgb_jpeg_dcmtk.dcm.
+pub const ONE_FILE_PER_TRANSFER_SYNTAX: &[&str] = &[
+    "CT_small.dcm",                  // Explicit VR Little Endian
+    "SC_rgb_jpeg_dcmd.dcm",          // Implicit VR Little Endian
+    "image_dfl.dcm",                 // Deflated Explicit VR Little Endian
+    "SC_rgb_jpeg_dcmtk.dcm",         // JPEG Baseline
+    "MR_small_jpeg_ls_lossless.dcm", // JPEG-LS Lossless
+    "JPEG2000.dcm",                  // JPEG 2000
+    "SC_rgb_rle.dcm",                // RLE Lossless (same study and series as SC_rgb_jpeg_dcmtk)
+    "JPEG-lossy.dcm",                // JPEG Extended (same study and series as JPEG2000)
+];
+
 /// pydicom's directory of test files (`pydicom/data/test_files`), or a skip when pydicom is
 /// not installed.
 pub fn pydicom_test_files() -> Option<PathBuf> {
@@ -89,6 +103,14 @@ pub fn pydicom_test_files() -> Option<PathBuf> {
         Ok(out) => skip(&format!("pydicom is not installed: {}", String::from_utf8_lossy(&out.stderr).trim())),
         Err(e) => skip(&format!("python3 cannot be run: {e}")),
     }
+}
+
+/// The bytes of a Part 10 file after its file meta group: the data set as sent over DIMSE.
+pub fn data_set_of(part10: &[u8]) -> &[u8] {
+    assert_eq!(&part10[128..132], b"DICM", "not a Part 10 file");
+    // (0002,0000) UL group length, explicit VR LE: tag 4, VR 2, length 2, value 4.
+    let group_length = u32::from_le_bytes(part10[140..144].try_into().unwrap()) as usize;
+    &part10[144 + group_length..]
 }
 
 /// Runs a python3 script with pydicom and returns what it printed as JSON.
