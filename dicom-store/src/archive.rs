@@ -122,12 +122,16 @@ impl Archive {
     /// `SopClassMismatch` / `StudyMismatch`. Returns only when the object is durable in the
     /// object store and indexed. The staged file stays the caller's.
     pub async fn store(&self, staged: &StagedFile, expected: Expected<'_>) -> Result<StoreOutcome, DicomStoreError> {
+        // Three things at once: the parse (which proves the file complete), its SHA-256, and the
+        // write-back of its bytes to disk.
         let path = staged.path().to_path_buf();
-        let (sha256, size) = (staged.sha256.clone(), staged.size);
-        let writeback = staged.start_writeback();
-        let parsed = tokio::task::spawn_blocking(move || parse::read_instance(&path, &sha256, size)).await;
+        let size = staged.size;
+        let (hash, writeback) = (staged.start_hash(), staged.start_writeback());
+        let parsed = tokio::task::spawn_blocking(move || parse::read_instance(&path, size)).await;
+        let hashed = hash.await;
         let _ = writeback.await;
         let mut instance = parsed.map_err(|e| DicomStoreError::Index(format!("parser task failed: {e}")))??;
+        instance.sha256 = hashed.map_err(|e| DicomStoreError::Index(format!("hash task failed: {e}")))?.map_err(DicomStoreError::Staging)?;
         if let Some(sent_as) = expected.sop_class_uid {
             if sent_as != instance.sop_class_uid {
                 return Err(DicomStoreError::SopClassMismatch(format!(
@@ -170,7 +174,7 @@ impl Archive {
             },
             None => StoreStatus::Stored,
         };
-        self.objects.put_file(&instance.object_key, staged.path(), staged.size, &staged.sha256).await?;
+        self.objects.put_file(&instance.object_key, staged.path(), staged.size, &instance.sha256).await?;
         self.index.put(&instance).await?;
         if let Some(mirror) = &self.mirror {
             mirror.wake();

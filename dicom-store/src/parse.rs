@@ -12,8 +12,9 @@ use crate::object_store::ObjectKey;
 use crate::{DicomStoreError, IndexedInstance};
 
 /// Reads the file's meta group and attributes and returns the index row it would get (the
-/// storage fields `object_key`, `sha256`, `size` and `stored_at` are filled in here too).
-pub(crate) fn read_instance(path: &Path, sha256: &str, size: u64) -> Result<IndexedInstance, DicomStoreError> {
+/// storage fields `object_key`, `size` and `stored_at` are filled in here too; `sha256` is left
+/// empty for the archive, which hashes the file while this parses it).
+pub(crate) fn read_instance(path: &Path, size: u64) -> Result<IndexedInstance, DicomStoreError> {
     // The whole dataset, pixel data included: only a complete parse proves the file is not cut
     // short. One object per association is in memory at a time.
     let object = OpenFileOptions::new()
@@ -70,7 +71,7 @@ pub(crate) fn read_instance(path: &Path, sha256: &str, size: u64) -> Result<Inde
         sop_class_uid,
         sop_instance_uid,
         object_key,
-        sha256: sha256.to_string(),
+        sha256: String::new(),
         size,
         stored_at: now_rfc3339(),
     })

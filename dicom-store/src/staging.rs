@@ -1,5 +1,5 @@
-//! Staging files: where an incoming object is written (and hashed) as its bytes arrive, before
-//! it is parsed, put in the object store and indexed. Nothing here is ever acknowledged.
+//! Staging files: where an incoming object is written as its bytes arrive, before it is hashed,
+//! parsed, put in the object store and indexed. Nothing here is ever acknowledged.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -25,14 +25,14 @@ impl StagingArea {
     /// A new, empty staging file.
     pub fn create(&self) -> std::io::Result<StagedWriter> {
         let file = tempfile::Builder::new().prefix("incoming-").suffix(".dcm").tempfile_in(&self.dir)?;
-        Ok(StagedWriter { file: std::io::BufWriter::with_capacity(256 * 1024, file), hasher: Sha256::new(), size: 0 })
+        Ok(StagedWriter { file: std::io::BufWriter::with_capacity(256 * 1024, file), size: 0 })
     }
 }
 
-/// Writes an incoming object to its staging file, hashing as it goes.
+/// Writes an incoming object to its staging file. It does not hash: the receive loop stays a
+/// plain copy, and the archive hashes the complete file while it parses it.
 pub struct StagedWriter {
     file: std::io::BufWriter<tempfile::NamedTempFile>,
-    hasher: Sha256,
     size: u64,
 }
 
@@ -44,14 +44,13 @@ impl StagedWriter {
     /// Finishes the file (flushed, not fsynced: the object store makes the durable copy).
     pub fn finish(self) -> std::io::Result<StagedFile> {
         let file = self.file.into_inner().map_err(|e| e.into_error())?;
-        Ok(StagedFile { file, sha256: hex::encode(self.hasher.finalize()), size: self.size })
+        Ok(StagedFile { file, size: self.size })
     }
 }
 
 impl Write for StagedWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let written = self.file.write(buf)?;
-        self.hasher.update(&buf[..written]);
         self.size += written as u64;
         Ok(written)
     }
@@ -64,13 +63,22 @@ impl Write for StagedWriter {
 /// A complete staged object; removed when dropped.
 pub struct StagedFile {
     file: tempfile::NamedTempFile,
-    pub sha256: String,
     pub size: u64,
 }
 
 impl StagedFile {
     pub fn path(&self) -> &Path {
         self.file.path()
+    }
+
+    /// The lower-case hex SHA-256 of the staged bytes, computed on a blocking thread.
+    pub(crate) fn start_hash(&self) -> tokio::task::JoinHandle<std::io::Result<String>> {
+        let path = self.path().to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            let mut hasher = Sha256::new();
+            std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
+            Ok(hex::encode(hasher.finalize()))
+        })
     }
 
     /// Writes the staged bytes to disk (fdatasync) on a blocking thread. Started while the file
