@@ -115,7 +115,9 @@ pub trait ObjectStore: Send + Sync + 'static {
     async fn put_file(&self, key: &ObjectKey, source: &Path, size: u64, sha256: &str) -> Result<(), ObjectStoreError>;
 
     /// Reads a whole object and verifies it against its recorded SHA-256: a mismatch is
-    /// `Integrity`, never data. An object in GLACIER/DEEP_ARCHIVE that is not restored is
+    /// `Integrity`, never data. (An object whose record was lost outside Tessera, e.g. copied
+    /// without xattrs, is returned with a warning; `Archive::read` checks every object against
+    /// the index's SHA-256 as well.) An object in GLACIER/DEEP_ARCHIVE that is not restored is
     /// `Archived`.
     async fn get(&self, key: &ObjectKey) -> Result<Bytes, ObjectStoreError>;
 
