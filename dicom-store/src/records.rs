@@ -154,18 +154,69 @@ impl SeriesRecord {
 }
 
 impl IndexedInstance {
+    /// Its own attributes and its patient's, study's and series' (without the study and series
+    /// aggregates, which one instance does not know): a QIDO-RS search for all instances answers
+    /// with those, and a C-FIND SCU may ask an IMAGE-level query for PatientID or Modality.
     pub fn attributes(&self) -> Vec<Attribute> {
-        vec![
-            Attribute::new(tags::SOP_CLASS_UID, VR::UI, &self.sop_class_uid),
-            Attribute::new(tags::SOP_INSTANCE_UID, VR::UI, &self.sop_instance_uid),
-            Attribute::new(tags::AVAILABLE_TRANSFER_SYNTAX_UID, VR::UI, &self.transfer_syntax_uid),
-            Attribute::new(tags::STUDY_INSTANCE_UID, VR::UI, &self.study_instance_uid),
-            Attribute::new(tags::SERIES_INSTANCE_UID, VR::UI, &self.series_instance_uid),
-            Attribute::number(tags::INSTANCE_NUMBER, VR::IS, self.instance_number),
-            Attribute::number(tags::ROWS, VR::US, self.rows),
-            Attribute::number(tags::COLUMNS, VR::US, self.columns),
-            Attribute::number(tags::NUMBER_OF_FRAMES, VR::IS, self.number_of_frames),
-        ]
+        const AGGREGATES: [Tag; 4] = [
+            tags::MODALITIES_IN_STUDY,
+            tags::NUMBER_OF_STUDY_RELATED_SERIES,
+            tags::NUMBER_OF_STUDY_RELATED_INSTANCES,
+            tags::NUMBER_OF_SERIES_RELATED_INSTANCES,
+        ];
+        let mut attributes: Vec<Attribute> = self
+            .study_record()
+            .attributes()
+            .into_iter()
+            .chain(self.series_record().attributes())
+            .filter(|a| !AGGREGATES.contains(&a.tag))
+            .chain([
+                Attribute::new(tags::SOP_CLASS_UID, VR::UI, &self.sop_class_uid),
+                Attribute::new(tags::SOP_INSTANCE_UID, VR::UI, &self.sop_instance_uid),
+                Attribute::new(tags::AVAILABLE_TRANSFER_SYNTAX_UID, VR::UI, &self.transfer_syntax_uid),
+                Attribute::number(tags::INSTANCE_NUMBER, VR::IS, self.instance_number),
+                Attribute::number(tags::ROWS, VR::US, self.rows),
+                Attribute::number(tags::COLUMNS, VR::US, self.columns),
+                Attribute::number(tags::NUMBER_OF_FRAMES, VR::IS, self.number_of_frames),
+            ])
+            .collect();
+        attributes.sort_by_key(|a| a.tag);
+        attributes.dedup_by_key(|a| a.tag);
+        attributes
+    }
+
+    /// The study-level record of this one instance.
+    fn study_record(&self) -> StudyRecord {
+        StudyRecord {
+            patient_id: self.patient_id.clone(),
+            issuer_of_patient_id: self.issuer_of_patient_id.clone(),
+            patient_name: self.patient_name.clone(),
+            patient_birth_date: self.patient_birth_date.clone(),
+            patient_sex: self.patient_sex.clone(),
+            study_instance_uid: self.study_instance_uid.clone(),
+            study_date: self.study_date.clone(),
+            study_time: self.study_time.clone(),
+            accession_number: self.accession_number.clone(),
+            study_description: self.study_description.clone(),
+            study_id: self.study_id.clone(),
+            referring_physician_name: self.referring_physician_name.clone(),
+            modalities_in_study: Vec::new(),
+            number_of_series: 1,
+            number_of_instances: 1,
+        }
+    }
+
+    /// The series-level record of this one instance.
+    fn series_record(&self) -> SeriesRecord {
+        SeriesRecord {
+            study_instance_uid: self.study_instance_uid.clone(),
+            series_instance_uid: self.series_instance_uid.clone(),
+            modality: self.modality.clone(),
+            series_number: self.series_number,
+            series_description: self.series_description.clone(),
+            body_part_examined: self.body_part_examined.clone(),
+            number_of_instances: 1,
+        }
     }
 }
 

@@ -248,6 +248,10 @@ async fn qido_matches_on_each_supported_key() {
     let one = attr(&corpus.attrs[1], "SOPInstanceUID");
     let found = get_json(&app, &format!("/instances?SOPInstanceUID={one}")).await;
     assert_eq!(uids(&found, SOP_UID), BTreeSet::from([one.to_string()]));
+    // A search for all instances answers with their study and series attributes too (PS3.18).
+    for (tag, keyword) in [("00100020", "PatientID"), ("0020000D", "StudyInstanceUID"), ("00080060", "Modality")] {
+        assert_eq!(json_string(&found[0], tag), attr(&corpus.attrs[1], keyword), "{keyword} of an instance match");
+    }
     let instance_url = json_string(&found[0], "00081190");
     assert_eq!(retrieve(&app, &instance_url, None).await.1[0].body, corpus.bytes[1], "an instance's RetrieveURL retrieves it");
     let in_study: BTreeSet<String> = corpus

@@ -216,12 +216,15 @@ async fn orthanc_echoes_stores_and_finds_with_tessera_as_a_modality() {
     let answers = orthanc.find("tessera", "Series", json!({ "StudyInstanceUID": study, "SeriesInstanceUID": "", "Modality": "" })).await;
     assert_eq!(answered(&answers, "SeriesInstanceUID"), in_study.iter().map(|r| attr(r, "SeriesInstanceUID").to_string()).collect());
     let series = attr(&attrs[5], "SeriesInstanceUID");
-    let answers =
-        orthanc.find("tessera", "Instance", json!({ "StudyInstanceUID": study, "SeriesInstanceUID": series, "SOPInstanceUID": "" })).await;
+    let query = json!({ "StudyInstanceUID": study, "SeriesInstanceUID": series, "SOPInstanceUID": "", "PatientID": "", "Modality": "" });
+    let answers = orthanc.find("tessera", "Instance", query).await;
     let expected: BTreeSet<String> =
         in_study.iter().filter(|r| attr(r, "SeriesInstanceUID") == series).map(|r| attr(r, "SOPInstanceUID").to_string()).collect();
     assert_eq!(expected.len(), 2, "JPEG2000.dcm and JPEG-lossy.dcm share a series");
     assert_eq!(answered(&answers, "SOPInstanceUID"), expected);
+    // Higher-level keys asked at IMAGE level are answered with the instance's values.
+    assert_eq!(answered(&answers, "PatientID"), BTreeSet::from([attr(&attrs[5], "PatientID").to_string()]));
+    assert_eq!(answered(&answers, "Modality"), BTreeSet::from([attr(&attrs[5], "Modality").to_string()]));
 
     // Each study becomes an ImagingStudy over FHIR REST, for a Patient with the PatientID.
     for (study, (_, count)) in &studies {
