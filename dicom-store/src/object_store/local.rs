@@ -70,7 +70,9 @@ fn put_durably(source: &Path, target: &Path, sha256: &str) -> Result<(), ObjectS
     };
     let temp = match builder.make_in(dir, |path| std::fs::hard_link(source, path)) {
         Ok(linked) => linked,
-        Err(_) => builder.make_in(dir, |path| std::fs::copy(source, path).map(drop)).map_err(|e| io_error(target, e))?,
+        Err(_) => builder
+            .make_in(dir, |path| std::fs::copy(source, path).map(drop).inspect_err(|_| drop(std::fs::remove_file(path))))
+            .map_err(|e| io_error(target, e))?,
     };
     let file = File::open(temp.path()).map_err(|e| io_error(target, e))?;
     match rustix::fs::fsetxattr(&file, CHECKSUM_XATTR, sha256.as_bytes(), XattrFlags::empty()) {
