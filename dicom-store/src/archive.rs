@@ -12,7 +12,6 @@ use crate::fhir_mirror::{FhirMirror, MirrorConfig};
 use crate::index::Index;
 use crate::object_store::{ObjectStore, ObjectStoreError, RestoreState};
 use crate::parse;
-use sha2::Digest;
 use crate::staging::{StagedFile, StagingArea};
 use crate::{DicomQuery, DicomStoreError, IndexedInstance, QueryMatch};
 
@@ -208,14 +207,14 @@ impl Archive {
     /// The stored Part 10 bytes, verified against the SHA-256 recorded in the index and in the
     /// object store.
     pub async fn read(&self, instance: &IndexedInstance) -> Result<Bytes, DicomStoreError> {
-        let bytes = self.objects.get(&instance.object_key).await?;
+        let object = self.objects.get(&instance.object_key).await?;
         // The object store verified the bytes against its own record; the index's record is
         // checked too, so an object replaced behind the index's back is never served.
-        let actual = hex::encode(sha2::Sha256::digest(&bytes));
-        if actual != instance.sha256 {
-            return Err(ObjectStoreError::Integrity { key: instance.object_key.clone(), expected: instance.sha256.clone(), actual }.into());
+        if object.sha256 != instance.sha256 {
+            let (expected, actual) = (instance.sha256.clone(), object.sha256);
+            return Err(ObjectStoreError::Integrity { key: instance.object_key.clone(), expected, actual }.into());
         }
-        Ok(bytes)
+        Ok(object.bytes)
     }
 
     /// A presigned download URL, when the object store has them.

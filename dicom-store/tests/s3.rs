@@ -277,7 +277,8 @@ async fn objects_round_trip_with_their_sha256_and_sse_s3() {
     let key = ObjectKey::for_instance("PAT1", "1.2.3", "1.2.3.4", "1.2.3.4.5");
     let bytes = noise(70_000, 1);
     put(&store, &key, &bytes).await.unwrap();
-    assert_eq!(store.get(&key).await.unwrap(), bytes);
+    let object = store.get(&key).await.unwrap();
+    assert_eq!((object.bytes, object.sha256), (bytes.clone().into(), sha256_hex(&bytes)));
     let head = store.head(&key).await.unwrap().expect("stored");
     assert_eq!(
         (head.size, head.sha256.as_str(), head.storage_class.as_str()),
@@ -291,13 +292,13 @@ async fn objects_round_trip_with_their_sha256_and_sse_s3() {
     // Overwriting replaces the object and its checksum.
     let newer = noise(1_000, 2);
     put(&store, &key, &newer).await.unwrap();
-    assert_eq!(store.get(&key).await.unwrap(), newer);
+    assert_eq!(store.get(&key).await.unwrap().bytes, newer);
     assert_eq!(store.head(&key).await.unwrap().unwrap().sha256, sha256_hex(&newer));
 
     // An empty object is an object too.
     let empty = ObjectKey::new("dicom/empty.dcm");
     put(&store, &empty, b"").await.unwrap();
-    assert_eq!(store.get(&empty).await.unwrap().len(), 0);
+    assert_eq!(store.get(&empty).await.unwrap().bytes.len(), 0);
 
     let missing = ObjectKey::new("dicom/missing.dcm");
     assert!(matches!(store.get(&missing).await, Err(ObjectStoreError::NotFound(k)) if k == missing));
@@ -318,7 +319,7 @@ async fn objects_are_written_with_sse_kms_and_the_key_id() {
     let raw = client.head_object().bucket("kms").key(key.as_str()).send().await.unwrap();
     assert_eq!(raw.server_side_encryption().map(|s| s.as_str()), Some("aws:kms"));
     assert_eq!(raw.ssekms_key_id(), Some(key_id));
-    assert_eq!(store.get(&key).await.unwrap(), bytes);
+    assert_eq!(store.get(&key).await.unwrap().bytes, bytes);
 }
 
 #[tokio::test]
@@ -352,7 +353,7 @@ async fn large_files_are_uploaded_in_parts_and_verified() {
     assert_eq!(raw.server_side_encryption().map(|s| s.as_str()), Some("AES256"));
     let head = store.head(&key).await.unwrap().unwrap();
     assert_eq!((head.size, head.sha256), (20_000_000, sha256_hex(&bytes)));
-    assert!(store.get(&key).await.unwrap() == bytes);
+    assert!(store.get(&key).await.unwrap().bytes == bytes);
 }
 
 #[tokio::test]
@@ -467,7 +468,7 @@ async fn archived_objects_must_be_restored_before_reading() {
         assert!(restore.is_some(), "a restore was requested for {name}");
         match state {
             // moto restores at once: the object is readable and still verified.
-            RestoreState::Available => assert_eq!(store.get(&cold).await.unwrap(), bytes),
+            RestoreState::Available => assert_eq!(store.get(&cold).await.unwrap().bytes, bytes),
             RestoreState::InProgress => {
                 assert!(matches!(store.get(&cold).await, Err(ObjectStoreError::Archived { .. })))
             }
@@ -492,7 +493,7 @@ async fn s3s_fs_checks_the_sha256_checksums_of_puts() {
     let key = ObjectKey::new("dicom/checked.dcm");
     let bytes = noise(50_000, 10);
     put(&store, &key, &bytes).await.unwrap();
-    assert_eq!(store.get(&key).await.unwrap(), bytes);
+    assert_eq!(store.get(&key).await.unwrap().bytes, bytes);
     let head = store.head(&key).await.unwrap().unwrap();
     assert_eq!((head.size, head.sha256), (50_000, sha256_hex(&bytes)));
 
@@ -535,7 +536,7 @@ async fn s3s_fs_checks_the_sha256_checksums_of_puts() {
     let large = ObjectKey::new("dicom/large.dcm");
     let bytes = noise(11_000_000, 11);
     put(&store, &large, &bytes).await.unwrap();
-    assert!(store.get(&large).await.unwrap() == bytes);
+    assert!(store.get(&large).await.unwrap().bytes == bytes);
 
     // A file that cannot be read is not the store's fault and says which file.
     match store.put_file(&key, &dir.path().join("gone.dcm"), 1, &sha256_hex(b"x")).await {

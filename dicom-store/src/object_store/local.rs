@@ -13,7 +13,7 @@ use rustix::fs::XattrFlags;
 use rustix::io::Errno;
 use sha2::{Digest, Sha256};
 
-use super::{ObjectHead, ObjectKey, ObjectStore, ObjectStoreError, RestoreState};
+use super::{ObjectBytes, ObjectHead, ObjectKey, ObjectStore, ObjectStoreError, RestoreState};
 
 /// The extended attribute holding an object's lower-case hex SHA-256.
 const CHECKSUM_XATTR: &str = "user.tessera.sha256";
@@ -126,7 +126,7 @@ impl ObjectStore for LocalObjectStore {
             .map_err(|e| ObjectStoreError::Unavailable(e.to_string()))?
     }
 
-    async fn get(&self, key: &ObjectKey) -> Result<Bytes, ObjectStoreError> {
+    async fn get(&self, key: &ObjectKey) -> Result<ObjectBytes, ObjectStoreError> {
         let path = self.path_of(key);
         let key = key.clone();
         tokio::task::spawn_blocking(move || {
@@ -138,18 +138,15 @@ impl ObjectStore for LocalObjectStore {
             let expected = stored_checksum(&path, Some(&file))?;
             let mut bytes = Vec::new();
             std::io::Read::read_to_end(&mut file, &mut bytes).map_err(|e| io_error(&path, e))?;
+            let actual = hex::encode(Sha256::digest(&bytes));
             match expected {
-                Some(expected) => {
-                    let actual = hex::encode(Sha256::digest(&bytes));
-                    if actual != expected {
-                        return Err(ObjectStoreError::Integrity { key, expected, actual });
-                    }
-                }
+                Some(expected) if expected != actual => return Err(ObjectStoreError::Integrity { key, expected, actual }),
+                Some(_) => {}
                 // Copied by a tool that drops xattrs (a backup without `rsync -X`): the archive
                 // still checks the bytes against the index's SHA-256 before serving them.
                 None => tracing::warn!(%key, "object has no stored checksum (xattrs lost in a copy?)"),
             }
-            Ok(Bytes::from(bytes))
+            Ok(ObjectBytes { bytes: Bytes::from(bytes), sha256: actual })
         })
         .await
         .map_err(|e| ObjectStoreError::Unavailable(e.to_string()))?
@@ -201,20 +198,20 @@ mod tests {
         let (source, sha256) = staged(dir.path(), b"first version of the object");
         store.put_file(&key, &source, 0, &sha256).await.unwrap();
         std::fs::remove_file(&source).unwrap();
-        assert_eq!(store.get(&key).await.unwrap().as_ref(), b"first version of the object");
+        assert_eq!(store.get(&key).await.unwrap().bytes.as_ref(), b"first version of the object");
         let head = store.head(&key).await.unwrap().unwrap();
         assert_eq!((head.size, head.sha256.as_str()), (27, sha256.as_str()));
 
         // A replacement is renamed over the first; the checksum follows the bytes.
         let (source, sha256) = staged(dir.path(), b"second version");
         store.put_file(&key, &source, 0, &sha256).await.unwrap();
-        assert_eq!(store.get(&key).await.unwrap().as_ref(), b"second version");
+        assert_eq!(store.get(&key).await.unwrap().bytes.as_ref(), b"second version");
         assert_eq!(store.head(&key).await.unwrap().unwrap().sha256, sha256);
 
         // A copy that lost its xattrs is still served (the archive checks it against its index).
         let path = dir.path().join("objects").join(key.as_str());
         rustix::fs::removexattr(&path, CHECKSUM_XATTR).unwrap();
-        assert_eq!(store.get(&key).await.unwrap().as_ref(), b"second version");
+        assert_eq!(store.get(&key).await.unwrap().bytes.as_ref(), b"second version");
         assert_eq!(store.head(&key).await.unwrap().unwrap().sha256, "");
         rustix::fs::setxattr(&path, CHECKSUM_XATTR, sha256.as_bytes(), XattrFlags::empty()).unwrap();
 
@@ -244,6 +241,6 @@ mod tests {
         let (source, sha256) = staged(elsewhere.path(), b"bytes from another filesystem");
         store.put_file(&key, &source, 0, &sha256).await.unwrap();
         assert!(source.exists(), "the source stays the caller's");
-        assert_eq!(store.get(&key).await.unwrap().as_ref(), b"bytes from another filesystem");
+        assert_eq!(store.get(&key).await.unwrap().bytes.as_ref(), b"bytes from another filesystem");
     }
 }

@@ -106,6 +106,14 @@ pub enum ObjectStoreError {
     Unavailable(String),
 }
 
+/// An object's bytes as read, with the SHA-256 (lower-case hex) computed over them while they
+/// were verified, so a caller holding its own record compares instead of hashing again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectBytes {
+    pub bytes: Bytes,
+    pub sha256: String,
+}
+
 /// Stores whole objects under keys. Every method is safe to call concurrently.
 #[async_trait]
 pub trait ObjectStore: Send + Sync + 'static {
@@ -117,9 +125,9 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// Reads a whole object and verifies it against its recorded SHA-256: a mismatch is
     /// `Integrity`, never data. (An object whose record was lost outside Tessera, e.g. copied
     /// without xattrs, is returned with a warning; `Archive::read` checks every object against
-    /// the index's SHA-256 as well.) An object in GLACIER/DEEP_ARCHIVE that is not restored is
-    /// `Archived`.
-    async fn get(&self, key: &ObjectKey) -> Result<Bytes, ObjectStoreError>;
+    /// the index's SHA-256 as well, with the hash returned here.) An object in
+    /// GLACIER/DEEP_ARCHIVE that is not restored is `Archived`.
+    async fn get(&self, key: &ObjectKey) -> Result<ObjectBytes, ObjectStoreError>;
 
     /// Size, SHA-256 and storage class, or None when there is no such object.
     async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectHead>, ObjectStoreError>;

@@ -30,7 +30,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 use tracing::{debug, info, warn};
 
-use super::{ObjectHead, ObjectKey, ObjectStore, ObjectStoreError, RestoreState};
+use super::{ObjectBytes, ObjectHead, ObjectKey, ObjectStore, ObjectStoreError, RestoreState};
 
 const MIB: u64 = 1024 * 1024;
 /// S3's smallest part (all but the last) and its largest.
@@ -477,7 +477,7 @@ impl ObjectStore for S3ObjectStore {
         }
     }
 
-    async fn get(&self, key: &ObjectKey) -> Result<Bytes, ObjectStoreError> {
+    async fn get(&self, key: &ObjectKey) -> Result<ObjectBytes, ObjectStoreError> {
         let out = match self.client.get_object().bucket(&self.settings.bucket).key(key.as_str()).send().await {
             Ok(out) => out,
             Err(err) => {
@@ -523,7 +523,7 @@ impl ObjectStore for S3ObjectStore {
         }
         let actual = hex::encode(hasher.finalize());
         match expected {
-            Some(expected) if expected == actual => Ok(Bytes::from(data)),
+            Some(expected) if expected == actual => Ok(ObjectBytes { bytes: Bytes::from(data), sha256: actual }),
             expected => Err(ObjectStoreError::Integrity {
                 key: key.clone(),
                 expected: expected.unwrap_or_else(|| "none recorded".to_string()),
