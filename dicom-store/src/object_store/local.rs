@@ -80,36 +80,47 @@ fn put_durably(source: &Path, target: &Path, sha256: &str) -> Result<(), ObjectS
         Err(e) if xattrs_unsupported(e) => write_sidecar(sha256, &sidecar_of(target))?,
         Err(e) => return Err(io_error(target, e.into())),
     }
+    commit(temp, &file, target)
+}
+
+/// Writes a sidecar checksum durably.
+fn write_sidecar(sha256: &str, target: &Path) -> Result<(), ObjectStoreError> {
+    let dir = target.parent().expect("object paths have a parent");
+    let mut temp = tempfile::Builder::new().prefix(".incoming-").tempfile_in(dir).map_err(|e| io_error(dir, e))?;
+    std::io::Write::write_all(temp.as_file_mut(), sha256.as_bytes()).map_err(|e| io_error(target, e))?;
+    let file = temp.as_file().try_clone().map_err(|e| io_error(target, e))?;
+    commit(temp, &file, target)
+}
+
+/// Makes a complete temp file (`file` is its inode) the durable `target`, in the same directory:
+/// fsync, rename over the target, directory fsync.
+fn commit<F>(temp: tempfile::NamedTempFile<F>, file: &File, target: &Path) -> Result<(), ObjectStoreError> {
+    let dir = target.parent().expect("object paths have a parent");
     file.sync_all().map_err(|e| io_error(target, e))?;
     temp.persist(target).map_err(|e| io_error(target, e.error))?;
     File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io_error(dir, e))
 }
 
-/// Writes a sidecar checksum durably (temp file, fsync, rename, directory fsync).
-fn write_sidecar(sha256: &str, target: &Path) -> Result<(), ObjectStoreError> {
-    let dir = target.parent().expect("object paths have a parent");
-    let mut temp = tempfile::Builder::new().prefix(".incoming-").tempfile_in(dir).map_err(|e| io_error(dir, e))?;
-    std::io::Write::write_all(temp.as_file_mut(), sha256.as_bytes()).map_err(|e| io_error(target, e))?;
-    temp.as_file().sync_all().map_err(|e| io_error(target, e))?;
-    temp.persist(target).map_err(|e| io_error(target, e.error))?;
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io_error(dir, e))
-}
-
-/// The checksum an object was stored with: its xattr, else its sidecar. None when it has
-/// neither (the object does not exist, or was copied without its xattrs).
-fn stored_checksum(path: &Path, file: Option<&File>) -> Result<Option<String>, ObjectStoreError> {
+/// The checksum the object open as `file` (at `path`) was stored with: its xattr, else its
+/// sidecar. None when it has neither (it was copied without its xattrs).
+fn stored_checksum(path: &Path, file: &File) -> Result<Option<String>, ObjectStoreError> {
     let mut buf = [0u8; 128];
-    let from_xattr = match file {
-        Some(file) => rustix::fs::fgetxattr(file, CHECKSUM_XATTR, &mut buf[..]),
-        None => rustix::fs::getxattr(path, CHECKSUM_XATTR, &mut buf[..]),
-    };
-    match from_xattr {
+    match rustix::fs::fgetxattr(file, CHECKSUM_XATTR, &mut buf[..]) {
         Ok(len) => return Ok(Some(String::from_utf8_lossy(&buf[..len]).trim().to_string())),
-        Err(e) if e == Errno::NODATA || e == Errno::NOENT || xattrs_unsupported(e) => {}
+        Err(e) if e == Errno::NODATA || xattrs_unsupported(e) => {}
         Err(e) => return Err(io_error(path, e.into())),
     }
     match std::fs::read_to_string(sidecar_of(path)) {
         Ok(sha) => Ok(Some(sha.trim().to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_error(path, e)),
+    }
+}
+
+/// The object file at `path`, or None when there is none.
+fn open_object(path: &Path) -> Result<Option<File>, ObjectStoreError> {
+    match File::open(path) {
+        Ok(file) => Ok(Some(file)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io_error(path, e)),
     }
@@ -130,12 +141,8 @@ impl ObjectStore for LocalObjectStore {
         let path = self.path_of(key);
         let key = key.clone();
         tokio::task::spawn_blocking(move || {
-            let mut file = match File::open(&path) {
-                Ok(file) => file,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ObjectStoreError::NotFound(key)),
-                Err(e) => return Err(io_error(&path, e)),
-            };
-            let expected = stored_checksum(&path, Some(&file))?;
+            let Some(mut file) = open_object(&path)? else { return Err(ObjectStoreError::NotFound(key)) };
+            let expected = stored_checksum(&path, &file)?;
             let mut bytes = Vec::new();
             std::io::Read::read_to_end(&mut file, &mut bytes).map_err(|e| io_error(&path, e))?;
             let actual = hex::encode(Sha256::digest(&bytes));
@@ -155,12 +162,9 @@ impl ObjectStore for LocalObjectStore {
     async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectHead>, ObjectStoreError> {
         let path = self.path_of(key);
         tokio::task::spawn_blocking(move || {
-            let size = match std::fs::metadata(&path) {
-                Ok(meta) => meta.len(),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-                Err(e) => return Err(io_error(&path, e)),
-            };
-            let sha256 = stored_checksum(&path, None)?.unwrap_or_default();
+            let Some(file) = open_object(&path)? else { return Ok(None) };
+            let size = file.metadata().map_err(|e| io_error(&path, e))?.len();
+            let sha256 = stored_checksum(&path, &file)?.unwrap_or_default();
             Ok(Some(ObjectHead { size, sha256, storage_class: "STANDARD".into() }))
         })
         .await
