@@ -36,10 +36,6 @@ fn corpus(names: &[&str]) -> Option<Corpus> {
     Some(Corpus { paths, bytes, attrs })
 }
 
-fn attr<'a>(row: &'a Value, key: &str) -> &'a str {
-    row[key].as_str().unwrap_or_default()
-}
-
 async fn stow(app: &DicomApp, url_suffix: &str, parts: &[(&str, &[u8])]) -> (u16, Value) {
     let response = app
         .client

@@ -98,10 +98,6 @@ fn answered(answers: &[Value], keyword: &str) -> BTreeSet<String> {
     answers.iter().map(|a| a[keyword].as_str().unwrap_or_default().to_string()).collect()
 }
 
-fn attr<'a>(row: &'a Value, key: &str) -> &'a str {
-    row[key].as_str().unwrap_or_default()
-}
-
 /// The file dcmtk's storescp (`+B`, bit-preserving) wrote for `uid`: it names its files
 /// `<modality>.<SOP Instance UID>`.
 fn received_by_storescp(dir: &Path, uid: &str) -> Vec<u8> {

@@ -139,6 +139,11 @@ print(json.dumps(out))
     python_json(SCRIPT, &paths).as_array().expect("a list").clone()
 }
 
+/// One attribute of a `pydicom_attributes` row, "" when absent.
+pub fn attr<'a>(row: &'a Value, key: &str) -> &'a str {
+    row[key].as_str().unwrap_or_default()
+}
+
 /// Writes a copy of `source` to `target` with some attributes changed (keyword → value), by
 /// pydicom, keeping the transfer syntax.
 pub fn pydicom_rewrite(source: &Path, target: &Path, changes: &[(&str, &str)]) {
